@@ -1,0 +1,279 @@
+"""Domain error types and the one mapping from every error to an RFC 9457 problem+json response."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from observability import logger
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "urn:stratus:problem:"
+
+
+class DomainError(Exception):
+    """An error the domain raises on purpose; only this module knows its HTTP status."""
+
+    status: ClassVar[int] = HTTPStatus.BAD_REQUEST
+    problem: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extensions = dict(extensions or {})
+
+
+class BadRequest(DomainError):
+    status = HTTPStatus.BAD_REQUEST
+    problem = "bad-request"
+    title = "Bad request"
+
+
+class Unauthorized(DomainError):
+    status = HTTPStatus.UNAUTHORIZED
+    problem = "unauthorized"
+    title = "Authentication required"
+
+    def __init__(self, detail: str, *, error: str = "invalid_token") -> None:
+        # RFC 6750: the challenge names the scheme and what was wrong, never why in detail.
+        super().__init__(detail, headers={"WWW-Authenticate": f'Bearer error="{error}"'})
+
+
+class Forbidden(DomainError):
+    status = HTTPStatus.FORBIDDEN
+    problem = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(DomainError):
+    status = HTTPStatus.NOT_FOUND
+    problem = "not-found"
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    status = HTTPStatus.CONFLICT
+    problem = "conflict"
+    title = "Conflict"
+
+
+class PreconditionFailed(DomainError):
+    status = HTTPStatus.PRECONDITION_FAILED
+    problem = "precondition-failed"
+    title = "Precondition failed"
+
+
+class UnprocessableContent(DomainError):
+    status = 422
+    problem = "unprocessable-content"
+    title = "Unprocessable content"
+
+
+class TooManyRequests(DomainError):
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    problem = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after_seconds))})
+
+
+class ServiceUnavailable(DomainError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    problem = "service-unavailable"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, *, retry_after_seconds: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after_seconds))})
+
+
+_GENERIC_PROBLEMS: dict[int, str] = {
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    413: "content-too-large",
+    415: "unsupported-media-type",
+    500: "internal-error",
+}
+
+
+def problem_response(
+    request_scope: Scope,
+    *,
+    status: int,
+    problem: str,
+    title: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    """Build the problem+json body every error of the API shares."""
+    request_id = request_scope.get("state", {}).get("request_id", "")
+    instance = request_scope.get("root_path", "") + _route_path(request_scope)
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + problem,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        "request_id": request_id,
+    }
+    body.update(extensions or {})
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_CONTENT_TYPE)
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope.get("path", "")
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        return path[len(root_path) :] or "/"
+    return path
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return problem_response(
+        request.scope,
+        status=exc.status,
+        problem=exc.problem,
+        title=exc.title,
+        detail=exc.detail,
+        headers=exc.headers,
+        extensions=exc.extensions,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    phrase = _phrase(exc.status_code)
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else _default_detail(request, exc)
+    return problem_response(
+        request.scope,
+        status=exc.status_code,
+        problem=_GENERIC_PROBLEMS.get(exc.status_code, phrase.lower().replace(" ", "-")),
+        title=phrase,
+        detail=detail,
+        headers=exc.headers,
+    )
+
+
+def _default_detail(request: Request, exc: StarletteHTTPException) -> str:
+    if exc.status_code == 404:
+        return f"No resource at {request.url.path}."
+    if exc.status_code == 405:
+        return f"{request.method} is not allowed here."
+    return _phrase(exc.status_code) + "."
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Every offending field with where it was (body, query, path, header); input values are never echoed."""
+    described = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ())]
+        described.append(
+            {
+                "location": location[0] if location else "",
+                "field": ".".join(location[1:]),
+                "message": error.get("msg", ""),
+                "type": error.get("type", ""),
+            }
+        )
+    return described
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = describe_validation_errors(exc.errors())
+    if any(error["type"] == "json_invalid" for error in errors):
+        return problem_response(
+            request.scope,
+            status=HTTPStatus.BAD_REQUEST,
+            problem="malformed-body",
+            title="Malformed request body",
+            detail="The request body is not valid JSON.",
+            extensions={"errors": errors},
+        )
+    return problem_response(
+        request.scope,
+        status=422,
+        problem="validation-error",
+        title="Request validation failed",
+        detail=f"{len(errors)} field(s) failed validation.",
+        extensions={"errors": errors},
+    )
+
+
+def internal_error_response(scope: Scope) -> JSONResponse:
+    # Nothing of the exception reaches the client: no message, no traceback, no AWS error text.
+    return problem_response(
+        scope,
+        status=HTTPStatus.INTERNAL_SERVER_ERROR,
+        problem="internal-error",
+        title="Internal server error",
+        detail="The server failed to handle the request. Quote the request id when reporting it.",
+    )
+
+
+async def _unhandled_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error outside the error middleware")
+    return internal_error_response(request.scope)
+
+
+class UnhandledErrorMiddleware:
+    """Turns any exception that escapes the routes into a 500 problem.
+
+    It sits inside CORSMiddleware (Starlette's own last-resort handler sits outside every middleware,
+    so its 500s would carry no CORS headers and browsers would show a CORS error instead).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking_start)
+        except Exception:
+            logger.exception("unhandled error")
+            if response_started:
+                raise
+            await internal_error_response(scope)(scope, receive, send)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unhandled_error)

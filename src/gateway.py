@@ -1,0 +1,92 @@
+"""API Gateway event handling for Mangum: the app's root path (stage or base-path mapping) is derived
+from each event, so /docs and /openapi.json work on the execute-api URL, behind a custom domain and
+under `sam local start-api` without any configured prefix."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mangum.handlers import APIGateway, HTTPGateway
+from mangum.types import Scope
+
+_PATH_PARAMETER = re.compile(r"\{([^}+]+)\+?\}")
+
+
+def _app_path_of_rest_event(event: dict[str, Any]) -> str | None:
+    """The path the app routes on: the matched resource with its parameters filled in.
+
+    `/{proxy+}` with proxy=`docs` gives `/docs` whether the client called `/Prod/docs` (execute-api, where
+    `path` lacks the stage) or `/v1/docs` (custom domain, where `path` carries the base-path mapping).
+    """
+    resource = event.get("resource")
+    if not isinstance(resource, str):
+        return None
+    parameters = event.get("pathParameters") or {}
+    missing = False
+
+    def fill(match: re.Match[str]) -> str:
+        nonlocal missing
+        value = parameters.get(match.group(1))
+        if value is None:
+            missing = True
+            return ""
+        return str(value)
+
+    path = _PATH_PARAMETER.sub(fill, resource)
+    return None if missing else path
+
+
+def _prefix_before(full_path: str, app_path: str) -> str:
+    """What the client's path has in front of the app's path ('' when nothing or when they disagree)."""
+    app_path = app_path.rstrip("/") or "/"
+    if app_path == "/":
+        prefix = full_path.rstrip("/")
+    elif full_path.endswith(app_path):
+        prefix = full_path[: -len(app_path)]
+    else:
+        return ""
+    # A prefix is whole path segments, never part of one.
+    if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+        return ""
+    return prefix
+
+
+class RestApiGateway(APIGateway):
+    """REST API (payload v1). `requestContext.path` is what the client asked for, stage or base path
+    included; `sam local start-api` puts the resource template there instead, which matches nothing and
+    yields no prefix."""
+
+    @property
+    def scope(self) -> Scope:
+        scope: Scope = super().scope
+        app_path = _app_path_of_rest_event(self.event)
+        full_path = (self.event.get("requestContext") or {}).get("path")
+        if app_path is None or not isinstance(full_path, str):
+            return scope
+        root_path = _prefix_before(full_path, app_path)
+        route_path = scope["path"]
+        if root_path and route_path.startswith(root_path + "/"):
+            route_path = route_path[len(root_path) :]
+        # ASGI: `path` includes `root_path`; Starlette strips it again for routing.
+        scope["root_path"] = root_path
+        scope["path"] = root_path + route_path
+        return scope
+
+
+class HttpApiGateway(HTTPGateway):
+    """HTTP API (payload v2): a named stage appears at the front of `rawPath`; `$default` has none."""
+
+    @property
+    def scope(self) -> Scope:
+        scope: Scope = super().scope
+        event = self.event
+        if event.get("version") != "2.0":
+            return scope
+        stage = (event.get("requestContext") or {}).get("stage")
+        path: str = scope["path"]
+        if stage and stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
+            scope["root_path"] = f"/{stage}"
+            if path == f"/{stage}":
+                scope["path"] = f"/{stage}/"
+        return scope

@@ -1,0 +1,96 @@
+"""The Stratus app: `create_app()` builds it, `app` serves it under uvicorn, `handler` runs it in Lambda."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
+from mangum import Mangum
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from content_type import require_json_body
+from docs import install_docs
+from errors import UnhandledErrorMiddleware, install_error_handlers
+from gateway import HttpApiGateway, RestApiGateway
+from models import bind_models
+from observability import REQUEST_ID_HEADER, RequestContextMiddleware, logger
+from routers import health
+from settings import Settings, get_settings
+
+API_VERSION = "0.1.0"
+
+
+def _operation_id(route: APIRoute) -> str:
+    # Stable, readable operation ids for generated clients: "<tag>-<function name>".
+    tag = str(route.tags[0]) if route.tags else "default"
+    return f"{tag}-{route.name}"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    bind_models(settings)
+    app = FastAPI(
+        title="Stratus API",
+        version=API_VERSION,
+        description="A production-grade FastAPI lambdalith: API Gateway, Lambda, DynamoDB and Cognito.",
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=_operation_id,
+        dependencies=[Depends(require_json_body)],
+        # Outermost first: every response (errors and preflights included) gets a request id; a 500 made
+        # by UnhandledErrorMiddleware still passes through CORS.
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_allow_origins,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "If-Match",
+                    "If-None-Match",
+                    "Idempotency-Key",
+                    "X-API-Key",
+                    REQUEST_ID_HEADER,
+                ],
+                expose_headers=[
+                    REQUEST_ID_HEADER,
+                    "ETag",
+                    "Location",
+                    "Retry-After",
+                    "X-RateLimit-Limit",
+                    "X-RateLimit-Remaining",
+                    "X-RateLimit-Reset",
+                ],
+                max_age=600,
+            ),
+            Middleware(UnhandledErrorMiddleware),
+        ],
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    install_docs(app)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()
+
+_mangum = Mangum(
+    app,
+    # "auto" would run startup and shutdown on every invocation; clients are created lazily instead.
+    lifespan="off",
+    custom_handlers=[HttpApiGateway, RestApiGateway],
+    # Passing text types replaces Mangum's defaults, so they are repeated; problem+json is text too.
+    text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/problem+json", "image/svg+xml"],
+)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point (API Gateway REST payload v1 and HTTP API payload v2)."""
+    return _mangum(event, context)

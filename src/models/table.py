@@ -1,0 +1,92 @@
+"""The one DynamoDB table of Stratus (single-table design) and how the models are bound to it.
+
+Every entity is a subclass of `StratusItem` with its own discriminator; template.yaml declares the same
+keys, indexes, TTL attribute and stream, and tests/test_template_schema.py fails when the two disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pynamodb.attributes import DiscriminatorAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.constants import PAY_PER_REQUEST_BILLING_MODE, STREAM_NEW_AND_OLD_IMAGE
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from settings import Settings
+
+
+class Gsi1(GlobalSecondaryIndex["StratusItem"]):
+    """Inverted lookups: an entity by its owner/member side (e.g. a user's projects)."""
+
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class Gsi2(GlobalSecondaryIndex["StratusItem"]):
+    """Second access path with its own sort order (e.g. tasks by assignee and due date)."""
+
+    class Meta:
+        index_name = "gsi2"
+        projection = AllProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True)
+    gsi2sk = UnicodeAttribute(range_key=True)
+
+
+class StratusItem(Model):
+    """Base of every item in the table: generic keys, index keys, entity type and expiry."""
+
+    class Meta:
+        table_name = "stratus-dev"
+        region = "us-east-1"
+        billing_mode = PAY_PER_REQUEST_BILLING_MODE
+        stream_view_type = STREAM_NEW_AND_OLD_IMAGE
+        connect_timeout_seconds = 1
+        read_timeout_seconds = 2
+        max_retry_attempts = 2
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = DiscriminatorAttribute(attr_name="type")
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    gsi2pk = UnicodeAttribute(null=True)
+    gsi2sk = UnicodeAttribute(null=True)
+    # DynamoDB's TTL deletes lazily (up to ~48 h late): readers must still filter expired items.
+    expires_at = TTLAttribute(null=True)
+
+    gsi1 = Gsi1()
+    gsi2 = Gsi2()
+
+
+def table_models() -> Iterator[type[StratusItem]]:
+    """StratusItem and every entity model derived from it."""
+    pending: list[type[StratusItem]] = [StratusItem]
+    while pending:
+        model = pending.pop()
+        yield model
+        pending.extend(model.__subclasses__())
+
+
+def bind_models(settings: Settings) -> None:
+    """Point every model at the configured table, region and client limits.
+
+    PynamoDB reads Meta when it first builds a connection, so this runs before the first request; the
+    endpoint is not set here: botocore reads AWS_ENDPOINT_URL(_DYNAMODB) itself, as it does in production.
+    """
+    meta: Any = StratusItem.Meta
+    meta.table_name = settings.table_name
+    meta.region = settings.aws_region
+    meta.connect_timeout_seconds = settings.dynamodb_connect_timeout_seconds
+    meta.read_timeout_seconds = settings.dynamodb_read_timeout_seconds
+    meta.max_retry_attempts = settings.dynamodb_max_retry_attempts
+    for model in table_models():
+        # Connections are cached per class and reused across invocations of a warm container.
+        if model._connection is not None and model._connection.table_name != settings.table_name:
+            model._connection = None

@@ -1,0 +1,69 @@
+"""Logging for the whole app (Powertools Logger, created once) and the per-request context: request id,
+access log line, latency."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+logger = Logger(
+    service=os.environ.get("POWERTOOLS_SERVICE_NAME", "stratus"),
+    level=os.environ.get("LOG_LEVEL", "INFO"),
+)
+
+
+def request_id_of(scope: Scope) -> str:
+    """API Gateway's own request id in Lambda (so logs and gateway access logs agree), a fresh one elsewhere."""
+    event: dict[str, Any] | None = scope.get("aws.event")
+    if event:
+        request_id = (event.get("requestContext") or {}).get("requestId")
+        if request_id:
+            return str(request_id)
+    return str(uuid.uuid4())
+
+
+class RequestContextMiddleware:
+    """Gives every request an id, puts it in every log line of that request and in the response headers,
+    and writes one access log line with route, status and latency."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        logger.thread_safe_append_keys(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            route = scope.get("route")
+            logger.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                route=getattr(route, "path", None),
+                status=status,
+                latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            logger.thread_safe_remove_keys(["request_id"])

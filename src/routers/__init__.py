@@ -1,0 +1,1 @@
+"""One APIRouter per domain; routers translate HTTP to service calls and back."""

@@ -1,0 +1,119 @@
+"""The one typed configuration of Stratus, read from the environment (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Stage = Literal["dev", "test", "staging", "prod"]
+
+# The local stand-in signs every user pool with one key whose private half is public knowledge;
+# its issuer host is the real Cognito one, so production must refuse tokens whose JWKS came from elsewhere.
+_DEVELOPMENT_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "[::1]")  # noqa: S104
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the app. Defaults are safe for development; `STAGE=prod` refuses dev-only values."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True, populate_by_name=True)
+
+    stage: Stage = "dev"
+    service_name: str = "stratus"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    aws_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region")
+    )
+    table_name: str = "stratus-dev"
+
+    cognito_user_pool_id: str = ""
+    cognito_client_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Override for where the signing keys are fetched; empty means the issuer's own JWKS URL.
+    cognito_jwks_url: str = ""
+
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"]
+    )
+    rate_limit_storage_uri: str = "memory://"
+
+    # Where the AWS SDK is pointed; read here only so that production can refuse a stand-in.
+    aws_endpoint_url: str = Field(default="", validation_alias="AWS_ENDPOINT_URL")
+    aws_endpoint_url_dynamodb: str = Field(default="", validation_alias="AWS_ENDPOINT_URL_DYNAMODB")
+    aws_endpoint_url_cognito_idp: str = Field(default="", validation_alias="AWS_ENDPOINT_URL_COGNITO_IDP")
+    aws_endpoint_url_secrets_manager: str = Field(
+        default="", validation_alias="AWS_ENDPOINT_URL_SECRETS_MANAGER"
+    )
+
+    # DynamoDB client limits: a request must never wait near API Gateway's 29 s integration timeout.
+    dynamodb_connect_timeout_seconds: float = 1.0
+    dynamodb_read_timeout_seconds: float = 2.5
+    dynamodb_max_retry_attempts: int = 2
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_lists(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key in ("cognito_client_ids", "cors_allow_origins"):
+                for candidate in (key, key.upper()):
+                    if candidate in data:
+                        data[candidate] = _split_csv(data[candidate])
+        return data
+
+    @property
+    def cognito_issuer(self) -> str:
+        return f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.cognito_user_pool_id}"
+
+    @property
+    def jwks_url(self) -> str:
+        return self.cognito_jwks_url or f"{self.cognito_issuer}/.well-known/jwks.json"
+
+    @property
+    def endpoint_overrides(self) -> list[str]:
+        return [
+            url
+            for url in (
+                self.aws_endpoint_url,
+                self.aws_endpoint_url_dynamodb,
+                self.aws_endpoint_url_cognito_idp,
+                self.aws_endpoint_url_secrets_manager,
+            )
+            if url
+        ]
+
+    @model_validator(mode="after")
+    def _refuse_development_values_in_production(self) -> Settings:
+        if self.stage != "prod":
+            return self
+        problems: list[str] = []
+        if any(origin == "*" or "*" in origin for origin in self.cors_allow_origins):
+            problems.append("CORS_ALLOW_ORIGINS must list exact origins in prod (no wildcard)")
+        if any(origin.startswith("http://") for origin in self.cors_allow_origins):
+            problems.append("CORS_ALLOW_ORIGINS must be https origins in prod")
+        if self.endpoint_overrides:
+            problems.append("AWS_ENDPOINT_URL* must not be set in prod (they point the SDK at a stand-in)")
+        if self.rate_limit_storage_uri.startswith("memory://"):
+            problems.append("RATE_LIMIT_STORAGE_URI must be shared storage in prod, not memory://")
+        if self.cognito_jwks_url and any(host in self.cognito_jwks_url for host in _DEVELOPMENT_HOSTS):
+            problems.append("COGNITO_JWKS_URL points at a local stand-in")
+        if not self.cognito_user_pool_id:
+            problems.append("COGNITO_USER_POOL_ID is required in prod")
+        if not self.cognito_client_ids:
+            problems.append("COGNITO_CLIENT_IDS is required in prod")
+        if problems:
+            raise ValueError("refusing to start with development-only settings: " + "; ".join(problems))
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once per container."""
+    return Settings()
