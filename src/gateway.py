@@ -11,6 +11,7 @@ from mangum.handlers import APIGateway, HTTPGateway
 from mangum.types import Scope
 
 _PATH_PARAMETER = re.compile(r"\{([^}+]+)\+?\}")
+_DUPLICATE_SLASHES = re.compile(r"/{2,}")
 
 
 def _app_path_of_rest_event(event: dict[str, Any]) -> str | None:
@@ -34,7 +35,7 @@ def _app_path_of_rest_event(event: dict[str, Any]) -> str | None:
         return str(value)
 
     path = _PATH_PARAMETER.sub(fill, resource)
-    return None if missing else path
+    return None if missing else _DUPLICATE_SLASHES.sub("/", path)
 
 
 def _prefix_before(full_path: str, app_path: str) -> str:

@@ -17,7 +17,7 @@ from errors import UnhandledErrorMiddleware, install_error_handlers
 from gateway import HttpApiGateway, RestApiGateway
 from models import bind_models
 from observability import REQUEST_ID_HEADER, RequestContextMiddleware, logger
-from routers import health
+from routers import health, root
 from settings import Settings, get_settings
 
 API_VERSION = "0.1.0"
@@ -74,20 +74,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     install_docs(app)
+    app.include_router(root.router)
     app.include_router(health.router)
     return app
 
 
 app = create_app()
 
-_mangum = Mangum(
-    app,
-    # "auto" would run startup and shutdown on every invocation; clients are created lazily instead.
-    lifespan="off",
-    custom_handlers=[HttpApiGateway, RestApiGateway],
-    # Passing text types replaces Mangum's defaults, so they are repeated; problem+json is text too.
-    text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/problem+json", "image/svg+xml"],
-)
+
+
+def create_handler(asgi_app: FastAPI) -> Mangum:
+    """The Mangum adapter for API Gateway REST (payload v1) and HTTP API (payload v2) events."""
+    return Mangum(
+        asgi_app,
+        # "auto" would run startup and shutdown on every invocation; clients are created lazily instead.
+        lifespan="off",
+        custom_handlers=[HttpApiGateway, RestApiGateway],
+        # Passing text types replaces Mangum's defaults, so they are repeated; problem+json is text too.
+        text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/problem+json", "image/svg+xml"],
+    )
+
+
+_mangum = create_handler(app)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,0 +1,71 @@
+# Stratus: `make dev` runs the local stack and the API; `make test` runs every test.
+# Needs only Python 3.11+, pip and make: the first run installs uv (pinned) and builds .venv from uv.lock.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+PORT ?= 8000
+AWS_PORT ?=
+as ?= alice
+
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(abspath $(TOOLS)/uv/bin/uv)
+VENV := .venv
+VENV_STAMP := $(VENV)/.synced-from-lock
+RUN := PYTHONPATH=src:. $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+
+.DEFAULT_GOAL := help
+.PHONY: help dev token test lint typecheck pytest bench openapi browser clean
+
+help:
+	@echo "make dev        local AWS stand-in + API with reload at http://127.0.0.1:$(PORT)/docs"
+	@echo "make test       lint, type-check and the whole test suite"
+	@echo "make token      access token for a demo user (as=alice|bob)"
+	@echo "make bench      cold start and warm latency against baselines"
+	@echo "make validate   sam validate --lint;  make build: sam build (no Docker)"
+
+$(UV):
+	@$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/uv uv==$(UV_VERSION) >&2
+
+$(VENV_STAMP): uv.lock pyproject.toml | $(UV)
+	@$(UV) sync --frozen --python $(PYTHON) --quiet >&2
+	@touch $@
+
+dev: $(VENV_STAMP)
+	@PORT=$(PORT) AWS_PORT=$(AWS_PORT) $(RUN) -m local.dev
+
+token: $(VENV_STAMP)
+	@$(RUN) -m local.token $(as)
+
+test: lint typecheck browser pytest
+
+lint: $(VENV_STAMP)
+	$(VENV)/bin/ruff check src tests local bench
+	$(VENV)/bin/ruff format --check src tests local bench
+
+typecheck: $(VENV_STAMP)
+	$(VENV)/bin/mypy src local
+
+# The docs-page tests drive a real headless Chromium; install Debian's when it is missing and we can.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (apt-get) for the docs-page tests" >&2; \
+	    (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null)); \
+	  else echo "chromium is not installed: the docs-page browser tests will be skipped" >&2; fi; }
+
+pytest: $(VENV_STAMP) $(UV)
+	UV=$(UV) $(VENV)/bin/python -m pytest
+
+bench: $(VENV_STAMP)
+	$(RUN) bench/run.py
+
+openapi: $(VENV_STAMP)
+	@$(RUN) -c "import json, main; print(json.dumps(main.app.openapi(), indent=2))"
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache
+
+-include mk/sam.mk

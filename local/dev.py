@@ -1,0 +1,108 @@
+"""`make dev`: starts the AWS stand-in, creates and seeds everything, and serves the API with reload.
+
+Ctrl-C stops all of it. Children also stop on their own if this process dies (the stand-in watches its
+parent; uvicorn gets a parent-death signal on Linux), so a second `make dev` after a crash starts clean.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from local.resources import DEMO_PASSWORD, DEMO_USERS, LocalResources, provision, seed_demo_users
+from local.standin import HOST, StandIn, port_is_free
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / ".local"
+STACK_FILE = STATE_DIR / "stack.json"
+DEFAULT_AWS_PORT = 4566
+
+
+def _die_with_parent() -> None:
+    # Linux only: the kernel sends SIGTERM to uvicorn when this process exits, however it exits.
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _choose_aws_port() -> int:
+    configured = os.environ.get("AWS_PORT", "")
+    if configured:
+        return int(configured)
+    return DEFAULT_AWS_PORT if port_is_free(DEFAULT_AWS_PORT) else 0
+
+
+def _banner(resources: LocalResources, api_port: int) -> str:
+    base = f"http://{HOST}:{api_port}"
+    users = "\n".join(
+        f"    {key:<6} {user.email:<20} groups: {', '.join(user.groups)}" for key, user in DEMO_USERS.items()
+    )
+    return f"""
+  Stratus is running.
+
+  API docs     {base}/docs      (ReDoc: {base}/redoc)
+  Health       {base}/health/ready
+  AWS stand-in {resources.endpoint}  (DynamoDB, Cognito, Secrets Manager; in memory)
+
+  Demo users (password {DEMO_PASSWORD}):
+{users}
+
+  Access token:  make -s token            (alice)   |   make -s token as=bob
+  Try it:        curl -H "Authorization: Bearer $(make -s token)" {base}/health
+  In /docs:      Authorize -> paste the token.
+
+  Ctrl-C stops everything.
+"""
+
+
+def main() -> int:
+    api_port = int(os.environ.get("PORT", "8000"))
+    if not port_is_free(api_port):
+        print(f"port {api_port} on {HOST} is in use; stop what holds it or run `make dev PORT=8001`",
+              file=sys.stderr)
+        return 1
+    STATE_DIR.mkdir(exist_ok=True)
+    STACK_FILE.unlink(missing_ok=True)
+
+    standin = StandIn.start(_choose_aws_port(), log_file=STATE_DIR / "standin.log")
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        resources = provision(standin.endpoint)
+        seed_demo_users(resources)
+        STACK_FILE.write_text(resources.to_json())
+        print(_banner(resources, api_port), flush=True)
+        server = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "main:app",
+                "--app-dir", str(ROOT / "src"),
+                "--host", HOST, "--port", str(api_port),
+                "--reload", "--reload-dir", str(ROOT / "src"),
+                # No proxy sits in front locally: never let a client choose its address via X-Forwarded-For.
+                "--no-proxy-headers",
+                # The app writes its own structured access log line per request.
+                "--no-access-log",
+            ],
+            env={**os.environ, **resources.app_environment()},
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, safe before exec
+        )
+        signal.signal(signal.SIGTERM, lambda *_: server.terminate() if server else None)
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server and server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        standin.stop()
+        STACK_FILE.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Runs the AWS stand-in (moto in server mode) on 127.0.0.1 until its parent process goes away.
+
+`python -m local.standin --port 0 --parent-pid PID` prints `READY <port>` once it accepts connections.
+Watching the parent means a crashed `make dev` or test run never leaves a stand-in holding the port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+_PARENT_POLL_SECONDS = 0.5
+
+
+def _parent_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return os.getppid() == pid
+
+
+def serve(port: int, parent_pid: int | None) -> None:
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
+    server.start()
+    _, bound_port = server.get_host_and_port()
+    print(f"READY {bound_port}", flush=True)
+    stop = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    while not stop and (parent_pid is None or _parent_alive(parent_pid)):
+        time.sleep(_PARENT_POLL_SECONDS)
+    server.stop()
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class StandIn:
+    """A running stand-in process; `endpoint` is what AWS_ENDPOINT_URL should be."""
+
+    process: subprocess.Popen[str]
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @classmethod
+    def start(cls, port: int = 0, *, log_file: Path | None = None, timeout_seconds: float = 30) -> StandIn:
+        if port and not port_is_free(port):
+            raise RuntimeError(f"port {port} on {HOST} is in use; choose another with AWS_PORT=")
+        stderr = log_file.open("a") if log_file else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local.standin", "--port", str(port), "--parent-pid", str(os.getpid())],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        deadline = time.monotonic() + timeout_seconds
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if line.startswith("READY "):
+                return cls(process=process, port=int(line.split()[1]))
+            if not line and process.poll() is not None:
+                break
+        process.kill()
+        raise RuntimeError("the AWS stand-in did not start; see its log")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        if self.process.stdout:
+            with contextlib.suppress(OSError):
+                self.process.stdout.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--parent-pid", type=int, default=None)
+    args = parser.parse_args()
+    serve(args.port, args.parent_pid)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Shared fixtures: one AWS stand-in per test session, uniquely named resources per module, the app
+pointed at them exactly as in production (standard AWS SDK variables), and real Cognito tokens."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from local.resources import (
+    DEMO_PASSWORD,
+    LocalResources,
+    create_user,
+    provision,
+    sign_in,
+    standin_environment,
+)
+from local.standin import StandIn
+
+
+@pytest.fixture(scope="session")
+def standin() -> Iterator[StandIn]:
+    running = StandIn.start(0)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in standin_environment(running.endpoint).items():
+            patch.setenv(key, value)
+        yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def aws_resources(standin: StandIn) -> LocalResources:
+    return provision(standin.endpoint, name=f"stratus-test-{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture(scope="module")
+def app_environment(aws_resources: LocalResources) -> Iterator[dict[str, str]]:
+    environment = {**aws_resources.app_environment(), "STAGE": "test"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in environment.items():
+            patch.setenv(key, value)
+        yield environment
+
+
+@pytest.fixture(scope="module")
+def app(app_environment: dict[str, str]) -> FastAPI:
+    from main import create_app
+    from settings import Settings
+
+    return create_app(Settings())
+
+
+@pytest.fixture(scope="module")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def make_user(aws_resources: LocalResources):  # type: ignore[no-untyped-def]
+    """Creates a Cognito user in this module's pool and returns its access token and sub."""
+
+    def _make_user(groups: tuple[str, ...] = ("user",)) -> dict[str, str]:
+        email = f"user-{uuid.uuid4().hex[:8]}@example.com"
+        sub = create_user(aws_resources.endpoint, aws_resources.user_pool_id, email, DEMO_PASSWORD, groups)
+        tokens = sign_in(aws_resources.endpoint, aws_resources.client_id, email, DEMO_PASSWORD)
+        return {"email": email, "sub": sub, **tokens}
+
+    return _make_user
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # The suite must never reach real AWS, whatever the developer's shell holds.
+    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        os.environ.pop(key, None)
