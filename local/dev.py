@@ -17,7 +17,8 @@ from local.resources import DEMO_PASSWORD, DEMO_USERS, LocalResources, provision
 from local.standin import HOST, StandIn, port_is_free
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = ROOT / ".local"
+# Overridable so tests never touch the state of a developer's running stack.
+STATE_DIR = Path(os.environ.get("STRATUS_LOCAL_DIR", ROOT / ".local"))
 STACK_FILE = STATE_DIR / "stack.json"
 DEFAULT_AWS_PORT = 4566
 
@@ -62,8 +63,10 @@ def _banner(resources: LocalResources, api_port: int) -> str:
 def main() -> int:
     api_port = int(os.environ.get("PORT", "8000"))
     if not port_is_free(api_port):
-        print(f"port {api_port} on {HOST} is in use; stop what holds it or run `make dev PORT=8001`",
-              file=sys.stderr)
+        print(
+            f"port {api_port} on {HOST} is in use; stop what holds it or run `make dev PORT=8001`",
+            file=sys.stderr,
+        )
         return 1
     STATE_DIR.mkdir(exist_ok=True)
     STACK_FILE.unlink(missing_ok=True)
@@ -77,10 +80,19 @@ def main() -> int:
         print(_banner(resources, api_port), flush=True)
         server = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "main:app",
-                "--app-dir", str(ROOT / "src"),
-                "--host", HOST, "--port", str(api_port),
-                "--reload", "--reload-dir", str(ROOT / "src"),
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "main:app",
+                "--app-dir",
+                str(ROOT / "src"),
+                "--host",
+                HOST,
+                "--port",
+                str(api_port),
+                "--reload",
+                "--reload-dir",
+                str(ROOT / "src"),
                 # No proxy sits in front locally: never let a client choose its address via X-Forwarded-For.
                 "--no-proxy-headers",
                 # The app writes its own structured access log line per request.

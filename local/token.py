@@ -20,9 +20,11 @@ def main(argv: list[str]) -> int:
     resources = LocalResources.from_json(STACK_FILE.read_text())
     try:
         tokens = sign_in(resources.endpoint, resources.client_id, user.email, DEMO_PASSWORD)
-    except Exception as error:  # noqa: BLE001 - any failure here means the same thing to the user
-        print(f"could not sign in at {resources.endpoint} ({type(error).__name__}); is `make dev` running?",
-              file=sys.stderr)
+    except Exception as error:
+        print(
+            f"could not sign in at {resources.endpoint} ({type(error).__name__}); is `make dev` running?",
+            file=sys.stderr,
+        )
         return 1
     print(tokens["access"])
     return 0

@@ -46,7 +46,7 @@ DOCS_CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
-_FAVICON = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Ccircle cx='8' cy='8' r='7' fill='%23326ce5'/%3E%3C/svg%3E"  # noqa: E501
+_FAVICON = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Ccircle cx='8' cy='8' r='7' fill='%23326ce5'/%3E%3C/svg%3E"
 
 _SWAGGER_PAGE = """<!DOCTYPE html>
 <html lang="en">

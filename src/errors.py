@@ -134,7 +134,9 @@ def problem_response(
         "request_id": request_id,
     }
     body.update(extensions or {})
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_CONTENT_TYPE)
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_CONTENT_TYPE
+    )
 
 
 def _route_path(scope: Scope) -> str:
@@ -168,7 +170,9 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     phrase = _phrase(exc.status_code)
-    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else _default_detail(request, exc)
+    detail = (
+        exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else _default_detail(request, exc)
+    )
     return problem_response(
         request.scope,
         status=exc.status_code,

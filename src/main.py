@@ -82,7 +82,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 app = create_app()
 
 
-
 def create_handler(asgi_app: FastAPI) -> Mangum:
     """The Mangum adapter for API Gateway REST (payload v1) and HTTP API (payload v2) events."""
     return Mangum(

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-
 from local.resources import (
     DEMO_PASSWORD,
     LocalResources,

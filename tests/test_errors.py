@@ -158,8 +158,11 @@ def test_cors_ignores_an_origin_that_is_not_allowed(http: TestClient) -> None:
 def test_preflight_is_answered_with_a_request_id(http: TestClient) -> None:
     response = http.options(
         "/_test/widgets",
-        headers={"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization, content-type, idempotency-key"},
+        headers={
+            "Origin": ALLOWED_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+        },
     )
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN

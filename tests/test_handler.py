@@ -90,9 +90,18 @@ def _asset_urls(html: str) -> list[str]:
         (http_api_event("GET", "/docs"), ""),
         (http_api_event("GET", "/docs", stage="staging"), "/staging"),
     ],
-    ids=["execute-api-Prod", "execute-api-dev", "custom-domain-v1", "sam-local", "http-api-default", "http-api-stage"],
+    ids=[
+        "execute-api-Prod",
+        "execute-api-dev",
+        "custom-domain-v1",
+        "sam-local",
+        "http-api-default",
+        "http-api-stage",
+    ],
 )
-def test_docs_page_loads_its_spec_and_assets_under_the_clients_prefix(event: dict[str, Any], prefix: str) -> None:
+def test_docs_page_loads_its_spec_and_assets_under_the_clients_prefix(
+    event: dict[str, Any], prefix: str
+) -> None:
     result = invoke(event)
     assert result["statusCode"] == 200
     html = body_of(result)

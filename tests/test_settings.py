@@ -18,8 +18,12 @@ PROD_OK = {
 
 @pytest.fixture(autouse=True)
 def no_endpoint_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_COGNITO_IDP",
-                 "AWS_ENDPOINT_URL_SECRETS_MANAGER"):
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_COGNITO_IDP",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

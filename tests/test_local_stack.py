@@ -1,0 +1,156 @@
+"""`make dev` and `make token` as a user runs them: the stack comes up, serves /docs and the demo users'
+tokens, stops everything on Ctrl-C, and starts again cleanly after a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from local.standin import HOST
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def wait_until(condition, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+class DevStack:
+    def __init__(self, api_port: int, aws_port: int, state_dir: Path) -> None:
+        self.api_port = api_port
+        self.aws_port = aws_port
+        self.state_dir = state_dir
+        self.env = {"PYTHONPATH": "src:.", "STRATUS_LOCAL_DIR": str(state_dir)}
+        env = {**os.environ, **self.env, "PORT": str(api_port), "AWS_PORT": str(aws_port)}
+        for key in [k for k in env if k.startswith("AWS_ENDPOINT_URL")]:
+            del env[key]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local.dev"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.base = f"http://{HOST}:{api_port}"
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.base}/health/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def up(self) -> bool:
+        try:
+            httpx.get(f"{self.base}/health", timeout=1)
+        except httpx.HTTPError:
+            return False
+        return True
+
+    def token(self, who: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "local.token", who],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+@pytest.fixture
+def ports(tmp_path: Path) -> tuple[int, int, Path]:
+    return free_port(), free_port(), tmp_path
+
+
+def test_dev_serves_docs_and_demo_tokens_and_ctrl_c_stops_everything(ports: tuple[int, int, Path]) -> None:
+    stack = DevStack(*ports)
+    try:
+        assert wait_until(stack.ready), "make dev did not become ready"
+        docs = httpx.get(f"{stack.base}/docs")
+        assert docs.status_code == 200
+        assert "swagger-ui-bundle.js" in docs.text
+        token = stack.token("bob")
+        assert token.returncode == 0, token.stderr
+        lines = token.stdout.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].count(".") == 2
+        claims = json.loads(_b64(lines[0].split(".")[1]))
+        assert claims["token_use"] == "access"
+        assert stack.token("mallory").returncode == 2
+        standin_pid = next(
+            pid for pid in children_of(stack.process.pid) if _cmdline(pid).find("standin") >= 0
+        )
+    finally:
+        stack.process.send_signal(signal.SIGINT)
+        stack.process.wait(timeout=30)
+    assert wait_until(lambda: not Path(f"/proc/{standin_pid}").exists(), 15)
+    assert wait_until(lambda: not stack.up(), 15)
+    assert not (stack.state_dir / "stack.json").exists()
+
+
+def test_a_crashed_dev_leaves_nothing_behind_and_restarts(ports: tuple[int, int, Path]) -> None:
+    first = DevStack(*ports)
+    assert wait_until(first.ready), "make dev did not become ready"
+    first.process.kill()  # no cleanup code runs: children must notice on their own
+    first.process.wait(timeout=10)
+    assert wait_until(lambda: not first.up(), 20), "the API outlived its parent"
+    second = DevStack(*ports)
+    try:
+        assert wait_until(second.ready), (
+            second.process.stdout.read() if second.process.poll() else "not ready"
+        )
+    finally:
+        second.process.send_signal(signal.SIGINT)
+        second.process.wait(timeout=30)
+
+
+def _b64(segment: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
