@@ -11,6 +11,7 @@ from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
+from auth import TokenVerifier
 from content_type import require_json_body
 from docs import install_docs
 from errors import UnhandledErrorMiddleware, install_error_handlers
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
     install_error_handlers(app)
     install_docs(app)
     app.include_router(root.router)

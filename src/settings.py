@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     # Override for where the signing keys are fetched; empty means the issuer's own JWKS URL.
     cognito_jwks_url: str = ""
 
+    # Secrets Manager secret (JSON) holding the API-key pepper and the cursor signing key.
+    app_secret_arn: str = ""
+    # Seconds between two JWKS refetches triggered by an unknown key id.
+    jwks_refetch_cooldown_seconds: float = 60.0
+    jwks_timeout_seconds: float = 2.0
+
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"]
     )

@@ -1,0 +1,271 @@
+"""Who is calling: Cognito access tokens (RS256 only, verified against the pool's JWKS) and personal API
+keys become a typed `Principal`; route authors use `CurrentUser`, `OptionalUser`, `require_groups(...)`
+and `require_scopes(...)` in one line. Anything doubtful is refused."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
+from jose import jwk, jwt
+from jose.backends.base import Key
+from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
+
+from errors import Forbidden, ServiceUnavailable, Unauthorized
+from observability import logger
+from settings import Settings
+
+# Scopes of this API. People signed in through Cognito act with all of them (their groups decide what
+# they may do); machine clients and API keys carry only the scopes they were granted.
+APP_SCOPES: frozenset[str] = frozenset({"stratus/read", "stratus/write"})
+_ALGORITHM = "RS256"
+_CLOCK_LEEWAY_SECONDS = 30
+_MAX_TOKEN_LENGTH = 8192
+# With no key cached yet, a failed fetch is retried at most this often (no fetch storm when JWKS is down).
+_EMPTY_CACHE_RETRY_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller."""
+
+    subject: str
+    auth_method: Literal["jwt", "api_key"]
+    username: str | None = None
+    email: str | None = None
+    groups: frozenset[str] = field(default_factory=frozenset)
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    client_id: str | None = None
+    key_id: str | None = None
+
+    @property
+    def is_machine(self) -> bool:
+        """A client_credentials token: no user behind it."""
+        return self.auth_method == "jwt" and self.username is None
+
+
+def _fetch_json(url: str, timeout_seconds: float) -> Any:
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("the JWKS URL must be http(s)")
+    with urllib.request.urlopen(url, timeout=timeout_seconds) as response:  # noqa: S310 - scheme checked above
+        return json.loads(response.read(1_000_000))
+
+
+class SigningKeys:
+    """The user pool's public keys, fetched lazily and cached per container as constructed key objects.
+
+    An unknown key id triggers at most one refetch per cooldown window, so random kids cannot cause a
+    fetch storm; with nothing cached and the JWKS unreachable, callers get 503, never acceptance.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_seconds: float = 2.0,
+        refetch_cooldown_seconds: float = 60.0,
+        fetch: Callable[[str, float], Any] = _fetch_json,
+    ) -> None:
+        self.url = url
+        self.timeout_seconds = timeout_seconds
+        self.refetch_cooldown_seconds = refetch_cooldown_seconds
+        self.fetch_count = 0
+        self._fetch = fetch
+        self._keys: dict[str, Key] = {}
+        self._last_attempt = float("-inf")
+        self._lock = threading.Lock()
+
+    def key_for(self, kid: str) -> Key:
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        with self._lock:
+            key = self._keys.get(kid)
+            if key is None and self._may_refetch():
+                self._refresh()
+                key = self._keys.get(kid)
+        if key is not None:
+            return key
+        if not self._keys:
+            raise ServiceUnavailable("Token signing keys are unavailable; try again shortly.", retry_after_seconds=5)
+        raise Unauthorized("The token was signed by an unknown key.")
+
+    def _may_refetch(self) -> bool:
+        wait = self.refetch_cooldown_seconds if self._keys else _EMPTY_CACHE_RETRY_SECONDS
+        return time.monotonic() - self._last_attempt >= wait
+
+    def _refresh(self) -> None:
+        self._last_attempt = time.monotonic()
+        self.fetch_count += 1
+        try:
+            document = self._fetch(self.url, self.timeout_seconds)
+            keys = {
+                entry["kid"]: jwk.construct(entry, _ALGORITHM)
+                for entry in document.get("keys", [])
+                if isinstance(entry, dict)
+                and isinstance(entry.get("kid"), str)
+                and entry.get("kty") == "RSA"
+                and entry.get("alg", _ALGORITHM) == _ALGORITHM
+                and entry.get("use", "sig") == "sig"
+            }
+        except (OSError, ValueError, TypeError, AttributeError, JOSEError, urllib.error.URLError):
+            logger.warning("could not fetch the token signing keys", jwks_url=self.url)
+            return
+        if keys:
+            self._keys = keys
+
+
+class TokenVerifier:
+    """Verifies Cognito access tokens for one user pool and a set of allowed app clients."""
+
+    def __init__(self, settings: Settings, signing_keys: SigningKeys | None = None) -> None:
+        self.issuer = settings.cognito_issuer
+        self.allowed_client_ids = frozenset(settings.cognito_client_ids)
+        self.signing_keys = signing_keys or SigningKeys(
+            settings.jwks_url,
+            timeout_seconds=settings.jwks_timeout_seconds,
+            refetch_cooldown_seconds=settings.jwks_refetch_cooldown_seconds,
+        )
+
+    def verify(self, token: str) -> Principal:
+        if not token or len(token) > _MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise Unauthorized("The bearer token is malformed.")
+        try:
+            header = jwt.get_unverified_header(token)
+        except JOSEError:
+            raise Unauthorized("The bearer token is malformed.") from None
+        # Decide on the header before touching any key: only RS256 and only a kid from the pool's JWKS.
+        if header.get("alg") != _ALGORITHM:
+            raise Unauthorized("The token's signing algorithm is not accepted.")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise Unauthorized("The token names no signing key.")
+        key = self.signing_keys.key_for(kid)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[_ALGORITHM],
+                issuer=self.issuer,
+                options={
+                    "verify_aud": False,  # access tokens carry client_id, not aud: checked below
+                    "require_exp": True,
+                    "require_iat": True,
+                    "require_sub": True,
+                    "leeway": _CLOCK_LEEWAY_SECONDS,
+                },
+            )
+        except ExpiredSignatureError:
+            raise Unauthorized("The token has expired.") from None
+        except JWTClaimsError:
+            raise Unauthorized("The token's claims are not valid here.") from None
+        except JOSEError:
+            raise Unauthorized("The token's signature is not valid.") from None
+        return self._principal_from(claims)
+
+    def _principal_from(self, claims: dict[str, Any]) -> Principal:
+        if claims.get("token_use") != "access":
+            raise Unauthorized("Only access tokens are accepted.")
+        # python-jose's audience check passes tokens without `aud`; Cognito access tokens name their client.
+        client_id = claims.get("client_id")
+        if not isinstance(client_id, str) or client_id not in self.allowed_client_ids:
+            raise Unauthorized("The token was issued to another client.")
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise Unauthorized("The token names no subject.")
+        raw_scopes = claims.get("scope", "")
+        scopes = frozenset(raw_scopes.split()) if isinstance(raw_scopes, str) else frozenset()
+        raw_groups = claims.get("cognito:groups") or []
+        groups = frozenset(g for g in raw_groups if isinstance(g, str)) if isinstance(raw_groups, list) else frozenset()
+        username = claims.get("username")
+        if isinstance(username, str) and username:
+            scopes = scopes | APP_SCOPES
+        else:
+            username = None
+        return Principal(
+            subject=subject,
+            auth_method="jwt",
+            username=username,
+            groups=groups,
+            scopes=scopes,
+            client_id=client_id,
+        )
+
+
+# Declared for the OpenAPI document (the docs page's Authorize dialog); the headers are read below so that
+# a malformed Authorization header is a 401, not silently anonymous.
+_bearer = HTTPBearer(auto_error=False, description="Cognito access token: `make -s token` locally.")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="Personal API key (see /api-keys).")
+
+ApiKeyAuthenticator = Callable[[Request, str], Awaitable[Principal]]
+
+
+async def _authenticate(request: Request) -> Principal | None:
+    authorization = request.headers.get("authorization")
+    api_key = request.headers.get("x-api-key")
+    if authorization is not None and api_key is not None:
+        raise Unauthorized("Send either a bearer token or an API key, not both.", error="invalid_request")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Use `Authorization: Bearer <access token>`.", error="invalid_request")
+        verifier: TokenVerifier = request.app.state.token_verifier
+        return verifier.verify(token.strip())
+    if api_key is not None:
+        authenticate_api_key: ApiKeyAuthenticator = request.app.state.api_key_authenticator
+        return await authenticate_api_key(request, api_key)
+    return None
+
+
+async def optional_principal(
+    request: Request,
+    _bearer_docs: Annotated[Any, Security(_bearer)] = None,
+    _api_key_docs: Annotated[Any, Security(_api_key)] = None,
+) -> Principal | None:
+    principal = await _authenticate(request)
+    if principal is not None:
+        request.scope.setdefault("state", {})["principal"] = principal
+    return principal
+
+
+async def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    if principal is None:
+        raise Unauthorized("Authentication is required.", error="invalid_request")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+OptionalUser = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def require_groups(*groups: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """Guard: the caller belongs to at least one of `groups` (403 otherwise)."""
+    wanted = frozenset(groups)
+
+    async def guard(principal: CurrentUser) -> Principal:
+        if not principal.groups & wanted:
+            raise Forbidden(f"This requires membership in: {', '.join(sorted(wanted))}.")
+        return principal
+
+    return guard
+
+
+def require_scopes(*scopes: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """Guard: the caller holds every one of `scopes` (403 otherwise)."""
+    wanted = frozenset(scopes)
+
+    async def guard(principal: CurrentUser) -> Principal:
+        missing = wanted - principal.scopes
+        if missing:
+            raise Forbidden(f"This requires the scope(s): {', '.join(sorted(missing))}.")
+        return principal
+
+    return guard
