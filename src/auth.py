@@ -95,7 +95,9 @@ class SigningKeys:
         if key is not None:
             return key
         if not self._keys:
-            raise ServiceUnavailable("Token signing keys are unavailable; try again shortly.", retry_after_seconds=5)
+            raise ServiceUnavailable(
+                "Token signing keys are unavailable; try again shortly.", retry_after_seconds=5
+            )
         raise Unauthorized("The token was signed by an unknown key.")
 
     def _may_refetch(self) -> bool:
@@ -184,7 +186,11 @@ class TokenVerifier:
         raw_scopes = claims.get("scope", "")
         scopes = frozenset(raw_scopes.split()) if isinstance(raw_scopes, str) else frozenset()
         raw_groups = claims.get("cognito:groups") or []
-        groups = frozenset(g for g in raw_groups if isinstance(g, str)) if isinstance(raw_groups, list) else frozenset()
+        groups = (
+            frozenset(g for g in raw_groups if isinstance(g, str))
+            if isinstance(raw_groups, list)
+            else frozenset()
+        )
         username = claims.get("username")
         if isinstance(username, str) and username:
             scopes = scopes | APP_SCOPES

@@ -11,6 +11,7 @@ from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
+from app_secrets import app_secret_value
 from auth import TokenVerifier
 from content_type import require_json_body
 from docs import install_docs
@@ -18,7 +19,9 @@ from errors import UnhandledErrorMiddleware, install_error_handlers
 from gateway import HttpApiGateway, RestApiGateway
 from models import bind_models
 from observability import REQUEST_ID_HEADER, RequestContextMiddleware, logger
-from routers import health, root
+from pagination import CursorCodec
+from routers import admin, api_keys, health, me, root
+from services.api_keys import authenticate_api_key
 from settings import Settings, get_settings
 
 API_VERSION = "0.1.0"
@@ -74,10 +77,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
+    app.state.api_key_authenticator = authenticate_api_key
+    app.state.cursor_codec = CursorCodec(lambda: app_secret_value(settings, "cursor_signing_key"))
     install_error_handlers(app)
     install_docs(app)
     app.include_router(root.router)
     app.include_router(health.router)
+    app.include_router(me.router)
+    app.include_router(api_keys.router)
+    app.include_router(admin.router)
     return app
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pynamodb.attributes import DiscriminatorAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.attributes import DiscriminatorAttribute, MapAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.constants import PAY_PER_REQUEST_BILLING_MODE, STREAM_NEW_AND_OLD_IMAGE
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -63,6 +63,15 @@ class StratusItem(Model):
 
     gsi1 = Gsi1()
     gsi2 = Gsi2()
+
+
+def plain_map(value: Any) -> dict[str, Any]:
+    """A raw MapAttribute (or nothing) as a plain dict."""
+    if value is None:
+        return {}
+    if isinstance(value, MapAttribute):
+        return dict(value.as_dict())
+    return dict(value)
 
 
 def table_models() -> Iterator[type[StratusItem]]:

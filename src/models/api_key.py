@@ -1,0 +1,120 @@
+"""Personal API keys: only a keyed hash of the secret is stored; lookup by key id is one GetItem."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pynamodb.attributes import UnicodeAttribute, UnicodeSetAttribute, UTCDateTimeAttribute
+from pynamodb.exceptions import UpdateError
+
+from models.table import StratusItem
+
+_SK = "APIKEY"
+# Expired and revoked keys stay readable for this long (audit, "why was I refused"), then TTL removes them.
+RETENTION_AFTER_END = timedelta(days=30)
+
+
+def _key(key_id: str) -> str:
+    return f"APIKEY#{key_id}"
+
+
+def owner_index_key(owner_subject: str) -> str:
+    return f"USER#{owner_subject}#APIKEYS"
+
+
+class ApiKey(StratusItem, discriminator="ApiKey"):
+    """pk=APIKEY#<key id>, sk=APIKEY; gsi1: USER#<owner>#APIKEYS / <created iso>#<key id> lists by owner."""
+
+    key_id = UnicodeAttribute()
+    owner_subject = UnicodeAttribute()
+    name = UnicodeAttribute()
+    display_prefix = UnicodeAttribute()
+    secret_hash = UnicodeAttribute()
+    scopes = UnicodeSetAttribute()
+    created_at = UTCDateTimeAttribute()
+    valid_until = UTCDateTimeAttribute(null=True)
+    revoked_at = UTCDateTimeAttribute(null=True)
+    last_used_at = UTCDateTimeAttribute(null=True)
+
+
+def put_api_key(
+    *,
+    key_id: str,
+    owner_subject: str,
+    name: str,
+    display_prefix: str,
+    secret_hash: str,
+    scopes: set[str],
+    valid_until: datetime | None,
+) -> ApiKey:
+    now = datetime.now(UTC)
+    item = ApiKey(
+        _key(key_id),
+        _SK,
+        key_id=key_id,
+        owner_subject=owner_subject,
+        name=name,
+        display_prefix=display_prefix,
+        secret_hash=secret_hash,
+        scopes=scopes,
+        created_at=now,
+        valid_until=valid_until,
+        gsi1pk=owner_index_key(owner_subject),
+        gsi1sk=f"{now.isoformat()}#{key_id}",
+        expires_at=(valid_until + RETENTION_AFTER_END) if valid_until else None,
+    )
+    item.save(condition=ApiKey.pk.does_not_exist())
+    return item
+
+
+def get_api_key(key_id: str) -> ApiKey | None:
+    try:
+        return ApiKey.get(_key(key_id), _SK)
+    except ApiKey.DoesNotExist:
+        return None
+
+
+def list_api_keys(
+    owner_subject: str, limit: int, start_key: dict[str, Any] | None
+) -> tuple[list[ApiKey], Any]:
+    """One Query page on gsi1, newest first; returns the items and DynamoDB's last evaluated key."""
+    result = ApiKey.gsi1.query(
+        owner_index_key(owner_subject),
+        scan_index_forward=False,
+        limit=limit,
+        last_evaluated_key=start_key,
+        page_size=limit,
+    )
+    items = [item for item in result if isinstance(item, ApiKey)]
+    return items, result.last_evaluated_key
+
+
+def revoke_api_key(key_id: str, owner_subject: str) -> ApiKey | None:
+    """Marks the key revoked if `owner_subject` owns it; None when it does not exist or is someone else's."""
+    now = datetime.now(UTC)
+    item = ApiKey(_key(key_id), _SK)
+    try:
+        item.update(
+            actions=[ApiKey.revoked_at.set(now), ApiKey.expires_at.set(now + RETENTION_AFTER_END)],
+            condition=ApiKey.pk.exists() & (ApiKey.owner_subject == owner_subject),
+        )
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return None
+        raise
+    return item
+
+
+def touch_last_used(key_id: str, now: datetime, not_since: datetime) -> None:
+    """Records use at most once per window: the condition makes concurrent touches a no-op."""
+    item = ApiKey(_key(key_id), _SK)
+    try:
+        item.update(
+            actions=[ApiKey.last_used_at.set(now)],
+            condition=ApiKey.pk.exists()
+            & (ApiKey.last_used_at.does_not_exist() | (ApiKey.last_used_at < not_since)),
+        )
+    except UpdateError as error:
+        if error.cause_response_code != "ConditionalCheckFailedException":
+            raise

@@ -1,0 +1,83 @@
+"""Personal API keys for scripts: the secret is shown once, at creation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from auth import CurrentUser
+from dependencies import AppSettings, Cursors
+from models.api_key import ApiKey
+from pagination import Page, PageCursor, PageLimit, query_binding
+from services.api_keys import issue_api_key, my_api_keys, revoke_my_api_key
+
+router = APIRouter(prefix="/api-keys", tags=["api-keys"])
+
+Scope = Literal["stratus/read", "stratus/write"]
+KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="The key's id (from its prefix).")]
+
+
+class ApiKeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    scopes: list[Scope] = Field(min_length=1)
+    expires_at: datetime | None = Field(default=None, description="Optional; at most one year ahead.")
+
+
+class ApiKeyInfo(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, item: ApiKey) -> ApiKeyInfo:
+        return cls(
+            id=item.key_id,
+            name=item.name,
+            prefix=item.display_prefix,
+            scopes=sorted(item.scopes or ()),
+            created_at=item.created_at,
+            expires_at=item.valid_until,
+            revoked_at=item.revoked_at,
+            last_used_at=item.last_used_at,
+        )
+
+
+class IssuedApiKey(ApiKeyInfo):
+    secret: str = Field(description="Shown only in this response: store it now.")
+
+
+@router.post(
+    "", response_model=IssuedApiKey, status_code=status.HTTP_201_CREATED, summary="Create an API key"
+)
+async def create_api_key(
+    body: ApiKeyRequest, user: CurrentUser, settings: AppSettings, request: Request, response: Response
+) -> IssuedApiKey:
+    item, secret = issue_api_key(user, settings, body.name, set(body.scopes), body.expires_at)
+    response.headers["Location"] = f"{request.scope.get('root_path', '')}/api-keys/{item.key_id}"
+    response.headers["Cache-Control"] = "no-store"
+    return IssuedApiKey(**ApiKeyInfo.of(item).model_dump(), secret=secret)
+
+
+@router.get("", response_model=Page[ApiKeyInfo], summary="My API keys (no secrets)")
+async def list_my_api_keys(
+    user: CurrentUser, cursors: Cursors, request: Request, limit: PageLimit = 20, cursor: PageCursor = None
+) -> Page[ApiKeyInfo]:
+    binding = query_binding(request.url.path, user.subject)
+    items, next_cursor = my_api_keys(user, limit, cursor, cursors, binding)
+    return Page[ApiKeyInfo](items=[ApiKeyInfo.of(item) for item in items], next_cursor=next_cursor)
+
+
+@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke one of my API keys")
+async def revoke_api_key(key_id: KeyId, user: CurrentUser) -> Response:
+    revoke_my_api_key(user, key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,102 @@
+"""Personal API keys: issue (secret shown once), list, revoke, and authenticate `X-API-Key` requests.
+
+A key reads `stratus_<key id>_<secret>`. Only HMAC-SHA256(pepper, secret) is stored, the pepper living in
+Secrets Manager, so a copy of the table alone cannot be used to forge or test keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from fastapi import Request
+
+from app_secrets import app_secret_value
+from auth import Principal
+from errors import Forbidden, NotFound, Unauthorized, UnprocessableContent
+from models.api_key import ApiKey, get_api_key, list_api_keys, put_api_key, revoke_api_key, touch_last_used
+from pagination import CursorCodec
+from settings import Settings
+
+KEY_PREFIX = "stratus"
+_KEY_FORMAT = re.compile(r"^stratus_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+MAX_LIFETIME = timedelta(days=366)
+
+
+def _secret_hash(settings: Settings, secret: str) -> str:
+    pepper = app_secret_value(settings, "api_key_pepper")
+    return hmac.new(pepper, secret.encode(), hashlib.sha256).hexdigest()
+
+
+def issue_api_key(
+    principal: Principal, settings: Settings, name: str, scopes: set[str], valid_until: datetime | None
+) -> tuple[ApiKey, str]:
+    """Returns the stored key and the full secret, which is never stored nor shown again."""
+    if principal.auth_method != "jwt" or principal.is_machine:
+        raise Forbidden("API keys are issued to signed-in people only.")
+    missing = scopes - principal.scopes
+    if missing:
+        raise Forbidden(f"You cannot grant scopes you do not hold: {', '.join(sorted(missing))}.")
+    if valid_until is not None:
+        now = datetime.now(UTC)
+        if valid_until <= now or valid_until - now > MAX_LIFETIME:
+            raise UnprocessableContent("An API key must expire in the future and within a year.")
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    item = put_api_key(
+        key_id=key_id,
+        owner_subject=principal.subject,
+        name=name,
+        display_prefix=f"{KEY_PREFIX}_{key_id}",
+        secret_hash=_secret_hash(settings, secret),
+        scopes=scopes,
+        valid_until=valid_until,
+    )
+    return item, f"{KEY_PREFIX}_{key_id}_{secret}"
+
+
+def my_api_keys(
+    principal: Principal, limit: int, cursor: str | None, codec: CursorCodec, binding: str
+) -> tuple[list[ApiKey], str | None]:
+    start_key = codec.decode(cursor, binding)
+    items, last_key = list_api_keys(principal.subject, limit, start_key)
+    return items, codec.encode(last_key, binding)
+
+
+def revoke_my_api_key(principal: Principal, key_id: str) -> ApiKey:
+    revoked = revoke_api_key(key_id, principal.subject)
+    if revoked is None:
+        # Someone else's key and no key at all look the same.
+        raise NotFound("No such API key.")
+    return revoked
+
+
+async def authenticate_api_key(request: Request, presented: str) -> Principal:
+    """`X-API-Key` → the owner's principal with the key's scopes; one GetItem per request."""
+    match = _KEY_FORMAT.match(presented.strip())
+    if match is None:
+        raise Unauthorized("The API key is malformed.")
+    key_id, secret = match.groups()
+    item = get_api_key(key_id)
+    settings: Settings = request.app.state.settings
+    # Compute the hash even for an unknown id, so timing does not reveal which ids exist.
+    presented_hash = _secret_hash(settings, secret)
+    if item is None or not hmac.compare_digest(presented_hash, item.secret_hash):
+        raise Unauthorized("The API key is not valid.")
+    now = datetime.now(UTC)
+    if item.revoked_at is not None:
+        raise Unauthorized("The API key has been revoked.")
+    if item.valid_until is not None and item.valid_until <= now:
+        raise Unauthorized("The API key has expired.")
+    if item.last_used_at is None or now - item.last_used_at >= LAST_USED_RESOLUTION:
+        touch_last_used(key_id, now, now - LAST_USED_RESOLUTION)
+    return Principal(
+        subject=item.owner_subject,
+        auth_method="api_key",
+        scopes=frozenset(item.scopes or ()),
+        key_id=key_id,
+    )
