@@ -62,7 +62,7 @@ def _banner(resources: LocalResources, api_port: int) -> str:
 
 def main() -> int:
     api_port = int(os.environ.get("PORT", "8000"))
-    if not port_is_free(api_port):
+    if not port_is_free(api_port, wait_seconds=5):
         print(
             f"port {api_port} on {HOST} is in use; stop what holds it or run `make dev PORT=8001`",
             file=sys.stderr,

@@ -51,13 +51,20 @@ def serve(port: int, parent_pid: int | None) -> None:
     server.stop()
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((HOST, port))
-        except OSError:
+def port_is_free(port: int, wait_seconds: float = 0.0) -> bool:
+    """Whether `port` can be bound; waits up to `wait_seconds` for a process that is exiting to let go."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                pass
+            else:
+                return True
+        if time.monotonic() >= deadline:
             return False
-    return True
+        time.sleep(0.1)
 
 
 @dataclass
@@ -73,7 +80,8 @@ class StandIn:
 
     @classmethod
     def start(cls, port: int = 0, *, log_file: Path | None = None, timeout_seconds: float = 30) -> StandIn:
-        if port and not port_is_free(port):
+        # A stand-in orphaned by a crash notices within a second that its parent is gone: wait for it.
+        if port and not port_is_free(port, wait_seconds=5):
             raise RuntimeError(f"port {port} on {HOST} is in use; choose another with AWS_PORT=")
         stderr = log_file.open("a") if log_file else subprocess.DEVNULL
         process = subprocess.Popen(
