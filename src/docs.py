@@ -4,12 +4,13 @@ Content-Security-Policy. URLs are built from the request's root path (stage or b
 
 from __future__ import annotations
 
+from functools import cache
 from html import escape
 from importlib.util import find_spec
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 DOCS_URL = "/docs"
@@ -82,6 +83,16 @@ _REDOC_PAGE = """<!DOCTYPE html>
 """
 
 
+_REDOC_CDN_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@cache
+def _redoc_bundle() -> bytes:
+    # ReDoc 2.x always draws its logo from cdn.redoc.ly (a third-party request and a CSP violation): the
+    # bundle is served with the page's own data: icon in its place.
+    return (_VENDOR_ASSETS / "redoc.standalone.js").read_bytes().replace(_REDOC_CDN_LOGO, _FAVICON.encode())
+
+
 def _page(template: str, request: Request, title: str, openapi_url: str) -> HTMLResponse:
     html = template.format(
         title=escape(title),
@@ -97,6 +108,16 @@ def _page(template: str, request: Request, title: str, openapi_url: str) -> HTML
 def install_docs(app: FastAPI) -> None:
     """Add /docs, /redoc and their assets; the app must be created with docs_url=None, redoc_url=None."""
     openapi_url = app.openapi_url or "/openapi.json"
+
+    # Declared before the vendor mount, so this route wins for the one patched file.
+    @app.get(f"{VENDOR_ASSETS_URL}/redoc.standalone.js", include_in_schema=False)
+    async def redoc_bundle() -> Response:
+        return Response(
+            _redoc_bundle(),
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
     app.mount(VENDOR_ASSETS_URL, StaticFiles(directory=_VENDOR_ASSETS), name="docs-vendor")
     app.mount(ASSETS_URL, StaticFiles(directory=_OWN_ASSETS), name="docs-assets")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from mangum.handlers import APIGateway, HTTPGateway
 from mangum.types import Scope
@@ -39,14 +40,15 @@ def _app_path_of_rest_event(event: dict[str, Any]) -> str | None:
 
 
 def _prefix_before(full_path: str, app_path: str) -> str:
-    """What the client's path has in front of the app's path ('' when nothing or when they disagree)."""
-    app_path = app_path.rstrip("/") or "/"
-    if app_path == "/":
-        prefix = full_path.rstrip("/")
-    elif full_path.endswith(app_path):
-        prefix = full_path[: -len(app_path)]
-    else:
+    """What the client's path has in front of the app's path ('' when nothing or when they disagree).
+
+    Compared decoded (path parameters arrive decoded, Mangum decodes `path`) and without a trailing slash
+    (`/Prod/health/` has proxy `health/`)."""
+    full_path = unquote(full_path).rstrip("/")
+    app_path = app_path.rstrip("/")
+    if not full_path.endswith(app_path):
         return ""
+    prefix = full_path[: len(full_path) - len(app_path)]
     # A prefix is whole path segments, never part of one.
     if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
         return ""
@@ -67,8 +69,12 @@ class RestApiGateway(APIGateway):
             return scope
         root_path = _prefix_before(full_path, app_path)
         route_path = scope["path"]
-        if root_path and route_path.startswith(root_path + "/"):
-            route_path = route_path[len(root_path) :]
+        # Only a custom domain puts the prefix into `path` too (execute-api leaves the stage out of it, and
+        # an app route may well begin with a segment that equals the stage name).
+        path_carries_prefix = unquote(self.event.get("path") or "").rstrip("/") == unquote(full_path).rstrip("/")
+        if root_path and path_carries_prefix and (route_path == root_path or route_path.startswith(root_path + "/")):
+            # `/v1` alone (a base-path mapping's root) is the app's `/`.
+            route_path = route_path[len(root_path) :] or "/"
         # ASGI: `path` includes `root_path`; Starlette strips it again for routing.
         scope["root_path"] = root_path
         scope["path"] = root_path + route_path

@@ -130,7 +130,9 @@ def _proxy_route(*, event_path: str, rest: str) -> RoutedPath:
     return RoutedPath(event_path=event_path, resource="/{proxy+}", proxy=unquote(rest.lstrip("/")))
 
 
-def _single_and_multi(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+def _single_and_multi(
+    pairs: Iterable[tuple[str, str]],
+) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
     """REST payload v1: `x` keeps the last value of each name, `multiValueX` all of them; both null if none."""
     single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
@@ -145,17 +147,18 @@ def _is_binary(content_type: str, binary_media_types: Iterable[str]) -> bool:
     return any(fnmatch.fnmatch(media_type, pattern.lower()) for pattern in binary_media_types)
 
 
-def _forwarding_headers(
+_FORWARDING_HEADERS = ("x-forwarded-for", "x-forwarded-port", "x-forwarded-proto", "x-amzn-trace-id")
+
+
+def _with_forwarding_headers(
     header_pairs: list[tuple[str, str]], *, source_ip: str, scheme: str, port: int
 ) -> list[tuple[str, str]]:
-    """What API Gateway adds in front of the function: the client chain, port, scheme and a trace id."""
-    names = {name.lower(): name for name, _ in header_pairs}
+    """The client's headers plus what API Gateway sets: the client chain, port, scheme and a trace id."""
     forwarded_for = [value for name, value in header_pairs if name.lower() == "x-forwarded-for"]
-    for name in ("x-forwarded-for", "x-forwarded-port", "x-forwarded-proto", "x-amzn-trace-id"):
-        if name in names:
-            header_pairs[:] = [(n, v) for n, v in header_pairs if n.lower() != name]
+    kept = [(name, value) for name, value in header_pairs if name.lower() not in _FORWARDING_HEADERS]
     trace_id = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}"
     return [
+        *kept,
         ("X-Forwarded-For", ", ".join([*forwarded_for, source_ip])),
         ("X-Forwarded-Port", str(port)),
         ("X-Forwarded-Proto", scheme),
@@ -184,8 +187,12 @@ def rest_proxy_event(
     routed = mapping.route(client_path)
     if routed is None:
         return None
-    header_pairs = [(name, value) for name, value in headers if name.lower() not in _HOP_BY_HOP_HEADERS]
-    header_pairs += _forwarding_headers(header_pairs, source_ip=source_ip, scheme=scheme, port=port)
+    header_pairs = _with_forwarding_headers(
+        [(name, value) for name, value in headers if name.lower() not in _HOP_BY_HOP_HEADERS],
+        source_ip=source_ip,
+        scheme=scheme,
+        port=port,
+    )
     single_headers, multi_headers = _single_and_multi(header_pairs)
     query, multi_query = _single_and_multi(parse_qsl(split.query, keep_blank_values=True))
     content_type = next((value for name, value in header_pairs if name.lower() == "content-type"), "")
@@ -310,10 +317,6 @@ class RecordedRequest:
     # The handler's exception, when the function crashed (the client then got a 502).
     error: str | None = None
 
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 400
-
 
 class ApiGatewayEmulator:
     """Serves a Lambda handler the way API Gateway REST would, on 127.0.0.1 and a free port.
@@ -322,7 +325,7 @@ class ApiGatewayEmulator:
     mapping (`/{base_path}/...` to the stage). Invocations run one at a time, like one Lambda container.
 
         with ApiGatewayEmulator(main.handler, stage="Prod") as gateway:
-            httpx.get(gateway.url + "/health")
+            urllib.request.urlopen(gateway.url + "/health")  # GET /Prod/health -> event path /health
     """
 
     def __init__(
@@ -478,7 +481,6 @@ def _request_handler_for(emulator: ApiGatewayEmulator) -> type[BaseHTTPRequestHa
     class _Handler(BaseHTTPRequestHandler):
         # Keep-alive as a browser expects; every response carries Content-Length.
         protocol_version = "HTTP/1.1"
-        server_version = "apigw-emulator"
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -495,13 +497,14 @@ def _request_handler_for(emulator: ApiGatewayEmulator) -> type[BaseHTTPRequestHa
             if self.command != "HEAD":
                 self.wfile.write(response.body)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+        # http.server dispatches on these names.
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
 
         def send_response(self, code: int, message: str | None = None) -> None:
-            # Without the Server/Date headers http.server adds: API Gateway sends neither of its own.
+            # Without http.server's Server header (and its Date: `_serve` sends one, as API Gateway does).
             self.send_response_only(code, message)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return _Handler

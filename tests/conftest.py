@@ -72,7 +72,9 @@ def make_user(aws_resources: LocalResources):  # type: ignore[no-untyped-def]
     return _make_user
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    # The suite must never reach real AWS, whatever the developer's shell holds.
+def pytest_configure(config: pytest.Config) -> None:
+    # The suite must never reach real AWS, whatever the developer's shell holds: dummy credentials, and
+    # every SDK call goes to a closed local port unless a test points it at the stand-in.
     for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(key, None)
+    os.environ.update(standin_environment("http://127.0.0.1:9"))

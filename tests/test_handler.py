@@ -207,3 +207,33 @@ def test_validation_error_through_the_handler_is_a_text_problem(echo_handler: Ma
     problem = json.loads(result["body"])
     assert problem["errors"][0]["location"] == "body"
     assert problem["request_id"] == event["requestContext"]["requestId"]
+
+
+def test_an_app_path_that_starts_with_the_stage_name_is_not_cut() -> None:
+    # Stage "health" and route /health: execute-api sends path /health (the stage left out).
+    result = invoke(rest_event("GET", "/health", stage="health"))
+    assert result["statusCode"] == 200
+    assert json.loads(body_of(result)) == {"status": "ok"}
+
+
+def test_trailing_slash_keeps_the_stage_prefix_on_redirect() -> None:
+    result = invoke(rest_event("GET", "/health/", stage="Prod"))
+    assert result["statusCode"] == 307
+    assert (header(result, "location") or "").endswith("/Prod/health")
+
+
+def test_base_path_mapping_root_is_the_apps_root() -> None:
+    event = rest_event("GET", "/", base_path="v1")
+    event["path"] = "/v1"
+    event["requestContext"]["path"] = "/v1"
+    result = invoke(event)
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"])["docs"] == "/v1/docs"
+
+
+def test_percent_encoded_paths_keep_the_stage_prefix() -> None:
+    event = rest_event("GET", "/a b")
+    event["requestContext"]["path"] = "/Prod/a%20b"
+    result = invoke(event)
+    assert result["statusCode"] == 404
+    assert json.loads(result["body"])["instance"] == "/Prod/a b"

@@ -1,0 +1,157 @@
+"""`make bench`: Stratus against baselines measured in the same run, side by side, as ratios with targets.
+
+Each line of the table comes from one function in BENCHES returning a Row; add a line by adding one."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC, BENCH = ROOT / "src", ROOT / "bench"
+for _path in (SRC, ROOT, BENCH):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from tests.events import LambdaContext, rest_event  # noqa: E402
+
+from cold_start import child_environment, measure_cold_starts  # noqa: E402
+from warm import microseconds_per_invocation  # noqa: E402
+
+# What the app needs to start, as deployed but pointing nowhere real; /health does no I/O.
+APP_ENVIRONMENT = {
+    "STAGE": "dev",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "TABLE_NAME": "stratus-bench",
+    "LOG_LEVEL": "INFO",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: Stratus's number, the baseline's, and the ratio's target (lower is better)."""
+
+    measure: str
+    unit: str
+    stratus: float
+    baseline_name: str
+    baseline: float
+    target: float
+    detail: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.stratus / self.baseline
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.ratio <= self.target else "MISS"
+
+
+@dataclass(frozen=True)
+class Options:
+    cold_runs: int
+    warm_calls: int
+    warm_batches: int
+
+
+def health_event() -> dict[str, Any]:
+    """A real REST (payload v1) event, from the `sam local generate-event` fixture, under stage Prod."""
+    return rest_event("GET", "/health", stage="Prod")
+
+
+def cold_start_row(options: Options) -> Row:
+    environment = child_environment(APP_ENVIRONMENT, [SRC, BENCH])
+    results = measure_cold_starts(
+        ["main", "reference_app"], health_event(), environment, runs=options.cold_runs, cwd=ROOT
+    )
+    stratus, reference = results["main"], results["reference_app"]
+    return Row(
+        measure="cold start: import + first GET /health",
+        unit="ms",
+        stratus=stratus.total_ms,
+        baseline_name="FastAPI+Mangum+boto3 client",
+        baseline=reference.total_ms,
+        target=1.0,
+        detail=(
+            f"median of {options.cold_runs} fresh processes; import / first call: stratus "
+            f"{stratus.import_ms:.0f} / {stratus.first_invocation_ms:.1f} ms, reference "
+            f"{reference.import_ms:.0f} / {reference.first_invocation_ms:.1f} ms"
+        ),
+    )
+
+
+def warm_row(options: Options) -> Row:
+    os.environ.update(APP_ENVIRONMENT)
+    import bare_app
+    import main
+
+    measured = microseconds_per_invocation(
+        {"stratus": main.handler, "bare": bare_app.handler},
+        health_event(),
+        LambdaContext(),
+        calls=options.warm_calls,
+        batches=options.warm_batches,
+    )
+    return Row(
+        measure="warm: GET /health per invocation",
+        unit="µs",
+        stratus=measured["stratus"],
+        baseline_name="bare async FastAPI+Mangum",
+        baseline=measured["bare"],
+        target=1.5,
+        detail=(
+            f"median of {options.warm_batches} batches of {options.warm_calls} calls, in-process; "
+            "stratus logs one line per request (to /dev/null)"
+        ),
+    )
+
+
+BENCHES: list[Callable[[Options], Row]] = [cold_start_row, warm_row]
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"{'measure':<42} {'stratus':>11}   {'baseline':<30} {'':>11} {'ratio':>6} {'target':>7}")
+    for row in rows:
+        print(
+            f"{row.measure:<42} {row.stratus:>8.1f} {row.unit:<2}   {row.baseline_name:<30} "
+            f"{row.baseline:>8.1f} {row.unit:<2} {row.ratio:>6.2f} {'≤ ' + format(row.target, '.2f'):>7}  "
+            f"{row.verdict}"
+        )
+        if row.detail:
+            print(f"    {row.detail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cold-runs", type=int, default=9, help="fresh processes per app (default 9)")
+    parser.add_argument("--warm-calls", type=int, default=1000, help="calls per warm batch (default 1000)")
+    parser.add_argument("--warm-batches", type=int, default=7, help="warm batches per app (default 7)")
+    arguments = parser.parse_args(argv)
+    options = Options(arguments.cold_runs, arguments.warm_calls, arguments.warm_batches)
+
+    print(
+        f"Stratus bench: Python {platform.python_version()} on {platform.machine()}, "
+        f"{os.cpu_count()} CPUs; baselines measured in this run, lower is better"
+    )
+    started = time.perf_counter()
+    rows = []
+    for bench in BENCHES:
+        rows.append(bench(options))
+    print_table(rows)
+    print(f"({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
