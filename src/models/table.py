@@ -1,7 +1,7 @@
 """The one DynamoDB table of Stratus (single-table design) and how the models are bound to it.
 
 Every entity is a subclass of `StratusItem` with its own discriminator; template.yaml declares the same
-keys, indexes, TTL attribute and stream, and tests/test_template_schema.py fails when the two disagree.
+keys, indexes, TTL attribute and stream, and tests/test_template.py fails when the two disagree.
 """
 
 from __future__ import annotations
