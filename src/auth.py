@@ -4,10 +4,10 @@ and `require_scopes(...)` in one line. Anything doubtful is refused."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -109,18 +109,25 @@ class SigningKeys:
         self.fetch_count += 1
         try:
             document = self._fetch(self.url, self.timeout_seconds)
-            keys = {
-                entry["kid"]: jwk.construct(entry, _ALGORITHM)
-                for entry in document.get("keys", [])
-                if isinstance(entry, dict)
+            entries = document.get("keys", [])
+        except (OSError, ValueError, TypeError, AttributeError, http.client.HTTPException):
+            logger.warning("could not fetch the token signing keys", jwks_url=self.url)
+            return
+        keys: dict[str, Key] = {}
+        for entry in entries if isinstance(entries, list) else []:
+            if not (
+                isinstance(entry, dict)
                 and isinstance(entry.get("kid"), str)
                 and entry.get("kty") == "RSA"
                 and entry.get("alg", _ALGORITHM) == _ALGORITHM
                 and entry.get("use", "sig") == "sig"
-            }
-        except (OSError, ValueError, TypeError, AttributeError, JOSEError, urllib.error.URLError):
-            logger.warning("could not fetch the token signing keys", jwks_url=self.url)
-            return
+            ):
+                continue
+            try:
+                keys[entry["kid"]] = jwk.construct(entry, _ALGORITHM)
+            except (JOSEError, ValueError, TypeError):
+                # One broken key must not discard the good ones beside it.
+                logger.warning("skipped an unusable signing key", kid=entry["kid"])
         if keys:
             self._keys = keys
 
@@ -170,7 +177,10 @@ class TokenVerifier:
         except JWTClaimsError:
             raise Unauthorized("The token's claims are not valid here.") from None
         except JOSEError:
-            raise Unauthorized("The token's signature is not valid.") from None
+            raise Unauthorized("The token's signature or claims are not valid.") from None
+        except (OverflowError, ValueError, TypeError):
+            # e.g. exp: 1e400 parses as infinity and python-jose's int() conversion overflows.
+            raise Unauthorized("The token's claims are not valid here.") from None
         return self._principal_from(claims)
 
     def _principal_from(self, claims: dict[str, Any]) -> Principal:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from errors import DomainError
+from errors import DomainError, problem_response
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -22,16 +23,36 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def require_json_body(request: Request) -> None:
-    """App-wide dependency: a body sent with POST/PUT/PATCH must be declared as JSON."""
-    if request.method not in _BODY_METHODS:
-        return
-    content_type = request.headers.get("content-type")
-    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-    if content_type is None and not has_body:
-        return
-    if content_type is None or not _is_json(content_type):
-        raise UnsupportedMediaType(
-            f"Send the request body as application/json (got {content_type or 'no Content-Type'}).",
-            headers={"Accept-Post": "application/json", "Accept-Patch": "application/json"},
-        )
+class JsonBodiesOnlyMiddleware:
+    """A POST/PUT/PATCH that carries a body must declare it as JSON.
+
+    A pure ASGI check rather than an app-wide dependency: requests without a body (most of them) pay
+    two dictionary lookups instead of a dependency resolution.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
+            headers = Headers(scope=scope)
+            content_type = headers.get("content-type")
+            has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+            if (content_type is not None or has_body) and (
+                content_type is None or not _is_json(content_type)
+            ):
+                error = UnsupportedMediaType(
+                    f"Send the request body as application/json (got {content_type or 'no Content-Type'}).",
+                    headers={"Accept-Post": "application/json", "Accept-Patch": "application/json"},
+                )
+                response = problem_response(
+                    scope,
+                    status=error.status,
+                    problem=error.problem,
+                    title=error.title,
+                    detail=error.detail,
+                    headers=error.headers,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -25,6 +25,12 @@ def _app_path_of_rest_event(event: dict[str, Any]) -> str | None:
     if not isinstance(resource, str):
         return None
     parameters = event.get("pathParameters") or {}
+    # The template's two routes, answered without a regex: this runs on every invocation.
+    if resource == "/{proxy+}":
+        proxy = parameters.get("proxy")
+        return None if proxy is None else "/" + proxy.lstrip("/")
+    if resource == "/":
+        return "/"
     missing = False
 
     def fill(match: re.Match[str]) -> str:
@@ -71,8 +77,14 @@ class RestApiGateway(APIGateway):
         route_path = scope["path"]
         # Only a custom domain puts the prefix into `path` too (execute-api leaves the stage out of it, and
         # an app route may well begin with a segment that equals the stage name).
-        path_carries_prefix = unquote(self.event.get("path") or "").rstrip("/") == unquote(full_path).rstrip("/")
-        if root_path and path_carries_prefix and (route_path == root_path or route_path.startswith(root_path + "/")):
+        path_carries_prefix = unquote(self.event.get("path") or "").rstrip("/") == unquote(full_path).rstrip(
+            "/"
+        )
+        if (
+            root_path
+            and path_carries_prefix
+            and (route_path == root_path or route_path.startswith(root_path + "/"))
+        ):
             # `/v1` alone (a base-path mapping's root) is the app's `/`.
             route_path = route_path[len(root_path) :] or "/"
         # ASGI: `path` includes `root_path`; Starlette strips it again for routing.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
@@ -13,12 +13,12 @@ from starlette.middleware.cors import CORSMiddleware
 
 from app_secrets import app_secret_value
 from auth import TokenVerifier
-from content_type import require_json_body
+from content_type import JsonBodiesOnlyMiddleware
 from docs import install_docs
 from errors import UnhandledErrorMiddleware, install_error_handlers
 from gateway import HttpApiGateway, RestApiGateway
 from models import bind_models
-from observability import REQUEST_ID_HEADER, RequestContextMiddleware, logger
+from observability import REQUEST_ID_HEADER, RequestContextMiddleware
 from pagination import CursorCodec
 from routers import admin, api_keys, health, me, root
 from services.api_keys import authenticate_api_key
@@ -43,7 +43,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         generate_unique_id_function=_operation_id,
-        dependencies=[Depends(require_json_body)],
         # Outermost first: every response (errors and preflights included) gets a request id; a 500 made
         # by UnhandledErrorMiddleware still passes through CORS.
         middleware=[
@@ -73,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_age=600,
             ),
             Middleware(UnhandledErrorMiddleware),
+            Middleware(JsonBodiesOnlyMiddleware),
         ],
     )
     app.state.settings = settings
@@ -107,7 +107,6 @@ def create_handler(asgi_app: FastAPI) -> Mangum:
 _mangum = create_handler(app)
 
 
-@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point (API Gateway REST payload v1 and HTTP API payload v2)."""
     return _mangum(event, context)

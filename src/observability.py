@@ -36,6 +36,18 @@ class RequestContextMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.cold_start = True
+        self.lambda_keys_added = False
+
+    def _describe_lambda_once(self, context: Any) -> None:
+        # Once per container: the function's identity joins every later log line. (Cheaper per request than
+        # Powertools' inject_lambda_context, which rebuilds these keys on every invocation.)
+        logger.append_keys(
+            function_name=getattr(context, "function_name", None),
+            function_memory_size=getattr(context, "memory_limit_in_mb", None),
+            function_arn=getattr(context, "invoked_function_arn", None),
+        )
+        self.lambda_keys_added = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,6 +55,10 @@ class RequestContextMiddleware:
             return
         request_id = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        context = scope.get("aws.context")
+        if context is not None and not self.lambda_keys_added:
+            self._describe_lambda_once(context)
+        cold_start, self.cold_start = self.cold_start, False
         logger.thread_safe_append_keys(request_id=request_id)
         started = time.perf_counter()
         status = 500
@@ -65,5 +81,7 @@ class RequestContextMiddleware:
                 route=getattr(route, "path", None),
                 status=status,
                 latency_ms=round((time.perf_counter() - started) * 1000, 2),
+                cold_start=cold_start,
+                function_request_id=getattr(context, "aws_request_id", None),
             )
             logger.thread_safe_remove_keys(["request_id"])
