@@ -11,7 +11,8 @@ from typing import Any
 
 import boto3
 
-from models import StratusItem, bind_models
+from models import bind_models
+from models.table import StratusItem
 from settings import Settings
 
 REGION = "us-east-1"

@@ -4,24 +4,25 @@ and `require_scopes(...)` in one line. Anything doubtful is refused."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
-from jose import jwk, jwt
-from jose.backends.base import Key
-from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
 
 from errors import Forbidden, ServiceUnavailable, Unauthorized
 from observability import logger
 from settings import Settings
+
+if TYPE_CHECKING:
+    from jose.backends.base import Key
+
+# python-jose (with cryptography) and urllib's HTTP stack load on the first token check, not at cold start:
+# requests to public routes never need them.
 
 # Scopes of this API. People signed in through Cognito act with all of them (their groups decide what
 # they may do); machine clients and API keys carry only the scopes they were granted.
@@ -53,6 +54,8 @@ class Principal:
 
 
 def _fetch_json(url: str, timeout_seconds: float) -> Any:
+    import urllib.request
+
     if not url.startswith(("https://", "http://")):
         raise ValueError("the JWKS URL must be http(s)")
     with urllib.request.urlopen(url, timeout=timeout_seconds) as response:  # noqa: S310 - scheme checked above
@@ -105,6 +108,11 @@ class SigningKeys:
         return time.monotonic() - self._last_attempt >= wait
 
     def _refresh(self) -> None:
+        import http.client
+
+        from jose import jwk
+        from jose.exceptions import JOSEError
+
         self._last_attempt = time.monotonic()
         self.fetch_count += 1
         try:
@@ -145,6 +153,9 @@ class TokenVerifier:
         )
 
     def verify(self, token: str) -> Principal:
+        from jose import jwt
+        from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
+
         if not token or len(token) > _MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise Unauthorized("The bearer token is malformed.")
         try:

@@ -80,12 +80,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_key_authenticator = authenticate_api_key
     app.state.cursor_codec = CursorCodec(lambda: app_secret_value(settings, "cursor_signing_key"))
     install_error_handlers(app)
-    install_docs(app)
     app.include_router(root.router)
     app.include_router(health.router)
     app.include_router(me.router)
     app.include_router(api_keys.router)
     app.include_router(admin.router)
+    # Last: API routes are matched first on every request; the docs pages are rarely asked for.
+    install_docs(app)
     return app
 
 

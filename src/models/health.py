@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from pynamodb.exceptions import PynamoDBException
+
 from models.table import StratusItem
+from observability import logger
 
 _PROBE_KEY = "HEALTH#probe"
 
 
-def read_probe_item() -> None:
-    """One strongly consistent-free GetItem; raises PynamoDB errors when the table cannot be reached."""
+def table_answers() -> bool:
+    """One GetItem; False (and the reason in the log, never to the client) when the table cannot answer."""
     try:
         StratusItem.get(_PROBE_KEY, _PROBE_KEY)
     except StratusItem.DoesNotExist:
-        return
+        return True
+    except PynamoDBException:
+        logger.exception("readiness check failed: the table did not answer")
+        return False
+    return True

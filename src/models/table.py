@@ -14,6 +14,7 @@ from pynamodb.constants import PAY_PER_REQUEST_BILLING_MODE, STREAM_NEW_AND_OLD_
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from models import pending_binding
 from settings import Settings
 
 
@@ -83,7 +84,7 @@ def table_models() -> Iterator[type[StratusItem]]:
         pending.extend(model.__subclasses__())
 
 
-def bind_models(settings: Settings) -> None:
+def apply_binding(settings: Settings) -> None:
     """Point every model at the configured table, region and client limits.
 
     PynamoDB reads Meta when it first builds a connection, so this runs before the first request; the
@@ -99,3 +100,8 @@ def bind_models(settings: Settings) -> None:
         # Connections are cached per class and reused across invocations of a warm container.
         if model._connection is not None and model._connection.table_name != settings.table_name:
             model._connection = None
+
+
+_binding = pending_binding()
+if _binding is not None:
+    apply_binding(_binding)

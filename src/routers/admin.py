@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import BaseModel
@@ -11,9 +11,11 @@ from pydantic import BaseModel
 from auth import CurrentUser, require_groups
 from dependencies import AppSettings, Cursors, RequestId
 from directory import DirectoryUser
-from models.audit import AuditRecord
 from pagination import Page, PageCursor, PageLimit, query_binding
 from services.admin import AdminActions, ManagedGroup, audit_trail, get_directory_user, list_directory_users
+
+if TYPE_CHECKING:
+    from models.audit import AuditRecord
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_groups("admin"))])
 

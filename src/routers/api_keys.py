@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from auth import CurrentUser
 from dependencies import AppSettings, Cursors
-from models.api_key import ApiKey
 from pagination import Page, PageCursor, PageLimit, query_binding
 from services.api_keys import issue_api_key, my_api_keys, revoke_my_api_key
+
+if TYPE_CHECKING:
+    from models.api_key import ApiKey
 
 router = APIRouter(prefix="/api-keys", tags=["api-keys"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import available_timezones
 
 from fastapi import APIRouter
@@ -12,8 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from auth import CurrentUser
 from dependencies import AppSettings
-from models.profile import UserProfile
 from services.profiles import change_profile, get_or_create_profile
+
+if TYPE_CHECKING:
+    from models.profile import UserProfile
 
 router = APIRouter(prefix="/me", tags=["me"])
 

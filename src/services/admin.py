@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import directory
+import models
 from auth import Principal
 from errors import Conflict
-from models.audit import AuditRecord, append_audit_record, list_audit_records
 from pagination import CursorCodec
 
 ManagedGroup = Literal["admin", "user"]
@@ -35,7 +35,7 @@ class AdminActions:
         self.request_id = request_id
 
     def _audit(self, action: str, target: str, **details: Any) -> None:
-        append_audit_record(self.actor.subject, action, target, self.request_id, details)
+        models.audit.append_audit_record(self.actor.subject, action, target, self.request_id, details)
 
     def _refuse_self_lockout(self, user_id: str, what: str) -> None:
         if user_id in {self.actor.subject, self.actor.username}:
@@ -67,7 +67,7 @@ class AdminActions:
 
 def audit_trail(
     limit: int, cursor: str | None, codec: CursorCodec, binding: str
-) -> tuple[list[AuditRecord], str | None]:
+) -> tuple[list[models.audit.AuditRecord], str | None]:
     start_key = codec.decode(cursor, binding)
-    records, last_key = list_audit_records(limit, start_key)
+    records, last_key = models.audit.list_audit_records(limit, start_key)
     return records, codec.encode(last_key, binding)

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import Request
 
+import models
 from app_secrets import app_secret_value
 from auth import Principal
 from errors import Forbidden, NotFound, Unauthorized, UnprocessableContent
-from models.api_key import ApiKey, get_api_key, list_api_keys, put_api_key, revoke_api_key, touch_last_used
 from pagination import CursorCodec
 from settings import Settings
 
@@ -34,7 +34,7 @@ def _secret_hash(settings: Settings, secret: str) -> str:
 
 def issue_api_key(
     principal: Principal, settings: Settings, name: str, scopes: set[str], valid_until: datetime | None
-) -> tuple[ApiKey, str]:
+) -> tuple[models.api_key.ApiKey, str]:
     """Returns the stored key and the full secret, which is never stored nor shown again."""
     if principal.auth_method != "jwt" or principal.is_machine:
         raise Forbidden("API keys are issued to signed-in people only.")
@@ -47,7 +47,7 @@ def issue_api_key(
             raise UnprocessableContent("An API key must expire in the future and within a year.")
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    item = put_api_key(
+    item = models.api_key.put_api_key(
         key_id=key_id,
         owner_subject=principal.subject,
         name=name,
@@ -61,14 +61,14 @@ def issue_api_key(
 
 def my_api_keys(
     principal: Principal, limit: int, cursor: str | None, codec: CursorCodec, binding: str
-) -> tuple[list[ApiKey], str | None]:
+) -> tuple[list[models.api_key.ApiKey], str | None]:
     start_key = codec.decode(cursor, binding)
-    items, last_key = list_api_keys(principal.subject, limit, start_key)
+    items, last_key = models.api_key.list_api_keys(principal.subject, limit, start_key)
     return items, codec.encode(last_key, binding)
 
 
-def revoke_my_api_key(principal: Principal, key_id: str) -> ApiKey:
-    revoked = revoke_api_key(key_id, principal.subject)
+def revoke_my_api_key(principal: Principal, key_id: str) -> models.api_key.ApiKey:
+    revoked = models.api_key.revoke_api_key(key_id, principal.subject)
     if revoked is None:
         # Someone else's key and no key at all look the same.
         raise NotFound("No such API key.")
@@ -81,7 +81,7 @@ async def authenticate_api_key(request: Request, presented: str) -> Principal:
     if match is None:
         raise Unauthorized("The API key is malformed.")
     key_id, secret = match.groups()
-    item = get_api_key(key_id)
+    item = models.api_key.get_api_key(key_id)
     settings: Settings = request.app.state.settings
     # Compute the hash even for an unknown id, so timing does not reveal which ids exist.
     presented_hash = _secret_hash(settings, secret)
@@ -93,7 +93,7 @@ async def authenticate_api_key(request: Request, presented: str) -> Principal:
     if item.valid_until is not None and item.valid_until <= now:
         raise Unauthorized("The API key has expired.")
     if item.last_used_at is None or now - item.last_used_at >= LAST_USED_RESOLUTION:
-        touch_last_used(key_id, now, now - LAST_USED_RESOLUTION)
+        models.api_key.touch_last_used(key_id, now, now - LAST_USED_RESOLUTION)
     return Principal(
         subject=item.owner_subject,
         auth_method="api_key",

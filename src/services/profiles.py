@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import models
 from auth import Principal
 from directory import get_user
 from errors import Forbidden, NotFound, ServiceUnavailable
-from models.profile import UserProfile, create_profile, get_profile, update_profile
 from settings import Settings
 
 
@@ -17,9 +17,9 @@ def _require_person(principal: Principal) -> str:
     return principal.subject
 
 
-def get_or_create_profile(principal: Principal, settings: Settings) -> UserProfile:
+def get_or_create_profile(principal: Principal, settings: Settings) -> models.profile.UserProfile:
     subject = _require_person(principal)
-    profile = get_profile(subject)
+    profile = models.profile.get_profile(subject)
     if profile is not None:
         return profile
     # Access tokens carry no email: the directory is asked once, when the profile is first made.
@@ -31,15 +31,15 @@ def get_or_create_profile(principal: Principal, settings: Settings) -> UserProfi
     except (NotFound, ServiceUnavailable):
         pass
     display_name = name or (email.split("@", 1)[0] if email else "New user")
-    return create_profile(subject, email, display_name)
+    return models.profile.create_profile(subject, email, display_name)
 
 
 def change_profile(
     principal: Principal, settings: Settings, display_name: str | None, preferences: dict[str, Any] | None
-) -> UserProfile:
+) -> models.profile.UserProfile:
     subject = _require_person(principal)
     get_or_create_profile(principal, settings)
-    updated = update_profile(subject, display_name=display_name, preferences=preferences)
+    updated = models.profile.update_profile(subject, display_name=display_name, preferences=preferences)
     if updated is None:
         raise NotFound("The profile does not exist.")
     return updated
