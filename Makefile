@@ -26,7 +26,8 @@ help:
 	@echo "make validate   sam validate --lint;  make build: sam build (no Docker)"
 
 $(UV):
-	@$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/uv uv==$(UV_VERSION) >&2
+	@$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+	  --target $(TOOLS)/uv uv==$(UV_VERSION) >&2
 
 $(VENV_STAMP): uv.lock pyproject.toml | $(UV)
 	@$(UV) sync --frozen --python $(PYTHON) --quiet >&2
@@ -38,7 +39,7 @@ dev: $(VENV_STAMP)
 token: $(VENV_STAMP)
 	@$(RUN) -m local.token $(as)
 
-test: lint typecheck browser pytest
+test: lint typecheck browser validate pytest
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check src tests local bench
@@ -56,7 +57,8 @@ browser:
 	     (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null)); \
 	  else echo "chromium is not installed: the docs-page browser tests will be skipped" >&2; fi; }
 
-pytest: $(VENV_STAMP) $(UV)
+# The build tests use SAM's environment (its pip cross-installs arm64/py3.13 wheels).
+pytest: $(VENV_STAMP) $(UV) sam-tools
 	UV=$(UV) $(VENV)/bin/python -m pytest
 
 bench: $(VENV_STAMP)
@@ -68,4 +70,4 @@ openapi: $(VENV_STAMP)
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache
 
--include mk/sam.mk
+include mk/sam.mk

@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Outermost first: every response (errors and preflights included) gets a request id; a 500 made
         # by UnhandledErrorMiddleware still passes through CORS.
         middleware=[
-            Middleware(RequestContextMiddleware),
+            Middleware(RequestContextMiddleware, access_log=settings.access_log),
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_allow_origins,

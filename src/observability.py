@@ -41,8 +41,9 @@ class RequestContextMiddleware:
     """Gives every request an id, puts it in every log line of that request and in the response headers,
     and writes one access log line with route, status and latency."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
         self.app = app
+        self.access_log = access_log
         self.cold_start = True
         self.lambda_keys_added = False
 
@@ -80,15 +81,21 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
-            route = scope.get("route")
-            logger.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                route=getattr(route, "path", None),
-                status=status,
-                latency_ms=round((time.perf_counter() - started) * 1000, 2),
-                cold_start=cold_start,
-                function_request_id=getattr(context, "aws_request_id", None),
-            )
+            # Even with the access log off, the cold start and every server error still get their line.
+            if self.access_log or cold_start or status >= 500:
+                self._log_request(scope, status, started, cold_start, context)
             logger.thread_safe_remove_keys(["request_id"])
+
+    @staticmethod
+    def _log_request(scope: Scope, status: int, started: float, cold_start: bool, context: Any) -> None:
+        route = scope.get("route")
+        logger.info(
+            "request",
+            method=scope["method"],
+            path=scope["path"],
+            route=getattr(route, "path", None),
+            status=status,
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            cold_start=cold_start,
+            function_request_id=getattr(context, "aws_request_id", None),
+        )

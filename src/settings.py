@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     stage: Stage = "dev"
     service_name: str = "stratus"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # One structured line per request (route, status, latency). API Gateway's access log records the same
+    # facts under the same request id, so high-volume deployments may switch this off (~40 µs a request).
+    access_log: bool = True
 
     aws_region: str = Field(
         default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region")

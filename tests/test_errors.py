@@ -198,3 +198,20 @@ def test_request_ids_differ_between_requests(http: TestClient) -> None:
     first = http.get("/health").headers["x-request-id"]
     second = http.get("/health").headers["x-request-id"]
     assert first != second
+
+
+def test_with_the_access_log_off_only_cold_start_and_server_errors_are_logged(
+    app_environment: dict[str, str], app_log: io.StringIO
+) -> None:
+    quiet = create_app(Settings(access_log=False))
+
+    @quiet.get("/_test/boom")
+    async def boom() -> None:
+        raise RuntimeError("x")
+
+    with TestClient(quiet, raise_server_exceptions=False) as client:
+        client.get("/health")
+        client.get("/health")
+        client.get("/_test/boom")
+    access = [json.loads(line) for line in app_log.getvalue().splitlines() if '"message":"request"' in line]
+    assert [(line["status"], line["cold_start"]) for line in access] == [(200, True), (500, False)]
