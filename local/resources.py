@@ -45,6 +45,7 @@ class LocalResources:
     user_pool_id: str
     client_id: str
     secret_arn: str
+    idempotency_table_name: str = ""
     region: str = REGION
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -61,6 +62,7 @@ class LocalResources:
             "COGNITO_CLIENT_IDS": self.client_id,
             "COGNITO_JWKS_URL": self.jwks_url,
             "APP_SECRET_ARN": self.secret_arn,
+            "IDEMPOTENCY_TABLE_NAME": self.idempotency_table_name,
             **self.extra,
         }
 
@@ -103,6 +105,20 @@ def create_table(endpoint: str, table_name: str) -> None:
     os.environ.update(standin_environment(endpoint))
     bind_models(Settings(table_name=table_name, aws_region=REGION))
     StratusItem.create_table(wait=True)
+
+
+def create_idempotency_table(endpoint: str, table_name: str) -> None:
+    """Powertools idempotency's table, as template.yaml declares it (key `id`, TTL on `expiration`)."""
+    dynamodb = aws_client("dynamodb", endpoint)
+    dynamodb.create_table(
+        TableName=table_name,
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+    )
 
 
 def create_user_pool(endpoint: str, name: str) -> tuple[str, str]:
@@ -174,10 +190,16 @@ def sign_in(endpoint: str, client_id: str, email: str, password: str) -> dict[st
 def provision(endpoint: str, name: str = "stratus-dev") -> LocalResources:
     """Everything the app needs on a fresh stand-in, named after `name`."""
     create_table(endpoint, name)
+    create_idempotency_table(endpoint, f"{name}-idempotency")
     pool_id, client_id = create_user_pool(endpoint, name)
     secret_arn = create_app_secret(endpoint, f"{name}/app")
     return LocalResources(
-        endpoint=endpoint, table_name=name, user_pool_id=pool_id, client_id=client_id, secret_arn=secret_arn
+        endpoint=endpoint,
+        table_name=name,
+        user_pool_id=pool_id,
+        client_id=client_id,
+        secret_arn=secret_arn,
+        idempotency_table_name=f"{name}-idempotency",
     )
 
 

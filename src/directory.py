@@ -125,3 +125,12 @@ def remove_user_from_group(pool_id: str, user_id: str, group: str) -> None:
 
 def sign_out_everywhere(pool_id: str, user_id: str) -> None:
     _admin_call(lambda c: c.admin_user_global_sign_out(UserPoolId=pool_id, Username=user_id))
+
+
+def find_user_by_email(pool_id: str, email: str) -> str | None:
+    """The username (sub) of the user who signs in with `email`, if any."""
+    escaped = email.replace("\\", "\\\\").replace('"', '\\"')
+    with _translated_errors("user pool"):
+        response = _cognito().list_users(UserPoolId=pool_id, Filter=f'email = "{escaped}"', Limit=2)
+    users = response.get("Users", [])
+    return str(users[0]["Username"]) if len(users) == 1 else None

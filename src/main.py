@@ -20,7 +20,7 @@ from gateway import HttpApiGateway, RestApiGateway
 from models import bind_models
 from observability import REQUEST_ID_HEADER, RequestContextMiddleware
 from pagination import CursorCodec
-from routers import admin, api_keys, health, me, root
+from routers import admin, api_keys, health, me, projects, root, tasks
 from services.api_keys import authenticate_api_key
 from settings import Settings, get_settings
 
@@ -83,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(root.router)
     app.include_router(health.router)
     app.include_router(me.router)
+    app.include_router(projects.router)
+    app.include_router(tasks.router)
     app.include_router(api_keys.router)
     app.include_router(admin.router)
     # Last: API routes are matched first on every request; the docs pages are rarely asked for.

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
         default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region")
     )
     table_name: str = "stratus-dev"
+    # Powertools idempotency records (Idempotency-Key on POST): a table of its own, keyed by `id`.
+    idempotency_table_name: str = "stratus-dev-idempotency"
 
     cognito_user_pool_id: str = ""
     cognito_client_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pynamodb.attributes import MapAttribute, UnicodeAttribute, UTCDateTimeAttribute, VersionAttribute
+from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
@@ -28,7 +28,7 @@ class UserProfile(StratusItem, discriminator="UserProfile"):
     preferences = MapAttribute[str, Any](default=dict)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
-    version = VersionAttribute()
+    version = NumberAttribute(default=1)
 
     def preference_values(self) -> dict[str, Any]:
         return plain_map(self.preferences)
@@ -71,8 +71,7 @@ def update_profile(
 ) -> UserProfile | None:
     """Updates only the given attributes in one UpdateItem; None when the profile does not exist."""
     profile = UserProfile(_key(subject), _PROFILE_SK)
-    # PynamoDB adds the version increment itself.
-    actions: list[Action] = [UserProfile.updated_at.set(datetime.now(UTC))]
+    actions: list[Action] = [UserProfile.updated_at.set(datetime.now(UTC)), UserProfile.version.add(1)]
     if display_name is not None:
         actions.append(UserProfile.display_name.set(display_name))
     if preferences is not None:
@@ -84,7 +83,7 @@ def update_profile(
                 else UserProfile.preferences[name].set(value)
             )
     try:
-        profile.update(actions=actions, condition=UserProfile.pk.exists(), add_version_condition=False)
+        profile.update(actions=actions, condition=UserProfile.pk.exists())
     except UpdateError as error:
         if error.cause_response_code == "ConditionalCheckFailedException":
             return None

@@ -7,7 +7,7 @@ keys, indexes, TTL attribute and stream, and tests/test_template.py fails when t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from pynamodb.attributes import DiscriminatorAttribute, MapAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.constants import PAY_PER_REQUEST_BILLING_MODE, STREAM_NEW_AND_OLD_IMAGE
@@ -16,6 +16,8 @@ from pynamodb.models import Model
 
 from models import pending_binding
 from settings import Settings
+
+M = TypeVar("M", bound="StratusItem")
 
 
 class Gsi1(GlobalSecondaryIndex["StratusItem"]):
@@ -64,6 +66,28 @@ class StratusItem(Model):
 
     gsi1 = Gsi1()
     gsi2 = Gsi2()
+
+
+TABLE_KEYS = ("pk", "sk")
+INDEX_KEYS = {"gsi1": ("pk", "sk", "gsi1pk", "gsi1sk"), "gsi2": ("pk", "sk", "gsi2pk", "gsi2sk")}
+
+
+def page_of(
+    results: Iterator[M], limit: int, key_names: tuple[str, ...]
+) -> tuple[list[M], dict[str, Any] | None]:
+    """Up to `limit` items and the key to resume after the last one (None when nothing follows).
+
+    The query must ask for `limit + 1` items: the extra one proves there is a next page, so the last page
+    never hands out a cursor to an empty page. PynamoDB keeps querying through filtered-out items until
+    it has them, so filters never make a page short while data remains.
+    """
+    items: list[M] = []
+    for item in results:
+        if len(items) == limit:
+            last = items[-1]
+            return items, {name: {"S": getattr(last, name)} for name in key_names}
+        items.append(item)
+    return items, None
 
 
 def plain_map(value: Any) -> dict[str, Any]:

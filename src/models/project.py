@@ -1,0 +1,311 @@
+"""Projects and their memberships. The project item carries `roles` (subject → role), the source every
+authorization decision reads; membership items index "my projects" and are written in the same
+transactions as `roles`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.operand import Path
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from models.table import INDEX_KEYS, TABLE_KEYS, StratusItem, page_of, plain_map
+
+MAX_MEMBERS = 50
+WRITER_ROLES = ("owner", "editor")
+_PROJECT_SK = "PROJECT"
+
+
+class ConditionNotMet(Exception):
+    """A conditional write was refused: the caller decides what that means (404, 403, 409, 412)."""
+
+
+def project_key(project_id: str) -> str:
+    return f"PROJECT#{project_id}"
+
+
+def member_key(subject: str) -> str:
+    return f"MEMBER#{subject}"
+
+
+def my_projects_key(subject: str) -> str:
+    return f"USER#{subject}#PROJECTS"
+
+
+class Project(StratusItem, discriminator="Project"):
+    """pk=PROJECT#<pid>, sk=PROJECT."""
+
+    project_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    description = UnicodeAttribute(default="")
+    created_by = UnicodeAttribute()
+    archived = BooleanAttribute(default=False)
+    roles = MapAttribute[str, str]()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    # Managed explicitly (not PynamoDB's VersionAttribute, which resets the version on keys-only updates).
+    version = NumberAttribute()
+
+    def role_of(self, subject: str) -> str | None:
+        role = plain_map(self.roles).get(subject)
+        return str(role) if role else None
+
+    def role_map(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in plain_map(self.roles).items()}
+
+
+class Membership(StratusItem, discriminator="Membership"):
+    """pk=PROJECT#<pid>, sk=MEMBER#<sub>; gsi1: USER#<sub>#PROJECTS / <joined at>#<pid>."""
+
+    project_id = UnicodeAttribute()
+    subject = UnicodeAttribute()
+    role = UnicodeAttribute()
+    project_name = UnicodeAttribute()
+    archived = BooleanAttribute(default=False)
+    joined_at = UTCDateTimeAttribute()
+
+
+def role_path(subject: str) -> Path:
+    """`roles.<subject>` in a condition or update expression (PynamoDB's stubs type map items as values)."""
+    return cast(Path, Project.roles[subject])
+
+
+def equals(attribute: Any, value: Any) -> Condition:
+    """`attribute = value` as a Condition (the stubs type `==` on attributes as bool)."""
+    return cast(Condition, attribute == value)
+
+
+def _connection() -> Connection:
+    return StratusItem._get_connection().connection
+
+
+def _membership(project: Project, subject: str, role: str, now: datetime) -> Membership:
+    return Membership(
+        project_key(project.project_id),
+        member_key(subject),
+        project_id=project.project_id,
+        subject=subject,
+        role=role,
+        project_name=project.name,
+        archived=project.archived,
+        joined_at=now,
+        gsi1pk=my_projects_key(subject),
+        gsi1sk=f"{now.isoformat()}#{project.project_id}",
+    )
+
+
+def create_project(project_id: str, name: str, description: str, owner: str) -> Project:
+    """The project and its owner's membership, both conditional on not existing, in one transaction."""
+    now = datetime.now(UTC)
+    project = Project(
+        project_key(project_id),
+        _PROJECT_SK,
+        project_id=project_id,
+        name=name,
+        description=description,
+        created_by=owner,
+        archived=False,
+        roles={owner: "owner"},
+        created_at=now,
+        updated_at=now,
+        version=1,
+    )
+    with TransactWrite(connection=_connection()) as transaction:
+        transaction.save(project, condition=Project.pk.does_not_exist())
+        transaction.save(_membership(project, owner, "owner", now), condition=Membership.pk.does_not_exist())
+    return project
+
+
+def get_project(project_id: str) -> Project | None:
+    try:
+        item = Project.get(project_key(project_id), _PROJECT_SK)
+    except Project.DoesNotExist:
+        return None
+    return item if isinstance(item, Project) else None
+
+
+def update_project(
+    project_id: str, actor: str, changes: dict[str, Any], expected_version: int | None
+) -> Project:
+    """One UpdateItem on the changed attributes, conditional on the actor being a writer (and on the version
+    when given); returns the new item. Raises ConditionNotMet when refused."""
+    project = Project(project_key(project_id), _PROJECT_SK)
+    actions: list[Action] = [Project.updated_at.set(datetime.now(UTC)), Project.version.add(1)]
+    actions += [getattr(Project, name).set(value) for name, value in changes.items()]
+    condition: Condition = role_path(actor).is_in(*WRITER_ROLES)
+    if expected_version is not None:
+        condition &= equals(Project.version, expected_version)
+    try:
+        project.update(actions=actions, condition=condition)
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            raise ConditionNotMet from None
+        raise
+    return project
+
+
+def refresh_memberships(project: Project) -> None:
+    """Copies the project's name and archived flag onto its membership items (one transaction)."""
+    members = list(project.role_map())
+    if not members:
+        return
+    with TransactWrite(connection=_connection()) as transaction:
+        for subject in members:
+            transaction.update(
+                Membership(project_key(project.project_id), member_key(subject)),
+                actions=[
+                    Membership.project_name.set(project.name),
+                    Membership.archived.set(project.archived),
+                ],
+                condition=Membership.pk.exists(),
+            )
+
+
+def delete_project(project_id: str, actor: str, expected_version: int | None) -> None:
+    """Deletes the project item if the actor owns it (and the version matches). Raises ConditionNotMet."""
+    project = Project(project_key(project_id), _PROJECT_SK)
+    condition: Condition = equals(role_path(actor), "owner")
+    if expected_version is not None:
+        condition &= equals(Project.version, expected_version)
+    try:
+        project.delete(condition=condition)
+    except DeleteError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            raise ConditionNotMet from None
+        raise
+
+
+def purge_project_items(project_id: str) -> int:
+    """Deletes every remaining item of the project's partition (tasks, memberships) in batches of 25."""
+    removed = 0
+    keys = StratusItem.query(project_key(project_id), attributes_to_get=["pk", "sk"])
+    with StratusItem.batch_write() as batch:
+        for item in keys:
+            batch.delete(item)
+            removed += 1
+    return removed
+
+
+def _roles_condition(
+    actor: str, member: str, current_role: str | None, owners_after: list[str], leaving: bool
+) -> Condition:
+    """The actor may change members (an owner, or the member leaving), the member's role is still what the
+    decision saw, and every owner it counted on is still an owner: concurrent demotions cannot both win."""
+    condition: Condition = role_path(actor).exists() if leaving else equals(role_path(actor), "owner")
+    if current_role is None:
+        condition &= role_path(member).does_not_exist()
+    else:
+        condition &= equals(role_path(member), current_role)
+    for owner in owners_after:
+        if owner != member:
+            condition &= equals(role_path(owner), "owner")
+    return condition
+
+
+def change_roles(
+    project_id: str,
+    actor: str,
+    member: str,
+    *,
+    new_role: str | None,
+    current_role: str | None,
+    project: Project,
+) -> None:
+    """Adds (current None), re-roles, or removes (new None) `member` in one transaction over the project's
+    `roles` map and the membership item. Raises ConditionNotMet when anything changed meanwhile."""
+    now = datetime.now(UTC)
+    after = project.role_map()
+    if new_role is None:
+        after.pop(member, None)
+    else:
+        after[member] = new_role
+    owners_after = [subject for subject, role in after.items() if role == "owner"]
+    leaving = new_role is None and actor == member
+    condition = _roles_condition(actor, member, current_role, owners_after, leaving)
+    role_action = role_path(member).remove() if new_role is None else role_path(member).set(new_role)
+    membership = Membership(project_key(project_id), member_key(member))
+    try:
+        with TransactWrite(connection=_connection()) as transaction:
+            transaction.update(
+                Project(project_key(project_id), _PROJECT_SK),
+                actions=[role_action, Project.updated_at.set(now), Project.version.add(1)],
+                condition=condition,
+            )
+            if new_role is None:
+                transaction.delete(membership)
+            elif current_role is None:
+                transaction.save(
+                    _membership(project, member, new_role, now), condition=Membership.pk.does_not_exist()
+                )
+            else:
+                transaction.update(
+                    membership, actions=[Membership.role.set(new_role)], condition=Membership.pk.exists()
+                )
+    except TransactWriteError as error:
+        if error.cause_response_code == "TransactionCanceledException":
+            raise ConditionNotMet from None
+        raise
+
+
+def list_members(
+    project_id: str, limit: int, start_key: dict[str, Any] | None
+) -> tuple[list[Membership], dict[str, Any] | None]:
+    results = Membership.query(
+        project_key(project_id),
+        Membership.sk.startswith("MEMBER#"),
+        limit=limit + 1,
+        page_size=limit + 1,
+        last_evaluated_key=start_key,
+    )
+    return page_of((m for m in results if isinstance(m, Membership)), limit, TABLE_KEYS)
+
+
+def list_my_projects(
+    subject: str, limit: int, start_key: dict[str, Any] | None
+) -> tuple[list[Membership], dict[str, Any] | None]:
+    results = Membership.gsi1.query(
+        my_projects_key(subject),
+        scan_index_forward=False,
+        limit=limit + 1,
+        page_size=limit + 1,
+        last_evaluated_key=start_key,
+    )
+    return page_of((m for m in results if isinstance(m, Membership)), limit, INDEX_KEYS["gsi1"])
+
+
+def save_without_overwrite(item: StratusItem) -> None:
+    try:
+        item.save(condition=StratusItem.pk.does_not_exist())
+    except PutError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            raise ConditionNotMet from None
+        raise
+
+
+__all__ = (
+    "MAX_MEMBERS",
+    "ConditionNotMet",
+    "Membership",
+    "Project",
+    "change_roles",
+    "create_project",
+    "delete_project",
+    "get_project",
+    "list_members",
+    "list_my_projects",
+    "purge_project_items",
+    "refresh_memberships",
+    "update_project",
+)

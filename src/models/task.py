@@ -1,0 +1,225 @@
+"""Tasks live in their project's partition (pk=PROJECT#<pid>, sk=TASK#<tid>); gsi1 indexes them by
+assignee and due date, gsi2 by due date inside the project. Index keys depend on one field each, so
+concurrent updates of different fields never leave an index entry inconsistent."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute, UTCDateTimeAttribute
+from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from models.project import WRITER_ROLES, ConditionNotMet, Project, equals, project_key, role_path
+from models.table import INDEX_KEYS, TABLE_KEYS, StratusItem, page_of
+
+NO_DUE_DATE = "9999-12-31"
+
+
+def task_sort_key(task_suffix: str) -> str:
+    return f"TASK#{task_suffix}"
+
+
+def assignee_key(subject: str) -> str:
+    return f"USER#{subject}#TASKS"
+
+
+def due_key(project_id: str) -> str:
+    return f"PROJECT#{project_id}#DUE"
+
+
+def split_task_id(task_id: str) -> tuple[str, str] | None:
+    project_id, dot, suffix = task_id.partition(".")
+    return (project_id, suffix) if dot and project_id and suffix else None
+
+
+class Task(StratusItem, discriminator="Task"):
+    task_id = UnicodeAttribute()
+    project_id = UnicodeAttribute()
+    title = UnicodeAttribute()
+    description = UnicodeAttribute(default="")
+    status = UnicodeAttribute()
+    priority = UnicodeAttribute()
+    assignee = UnicodeAttribute(null=True)
+    due_date = UnicodeAttribute(null=True)
+    tags = UnicodeSetAttribute(null=True)
+    created_by = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    version = NumberAttribute()
+
+    def tag_list(self) -> list[str]:
+        return sorted(self.tags or ())
+
+
+def _due(value: date | None) -> str:
+    return value.isoformat() if value else NO_DUE_DATE
+
+
+def create_task(project_id: str, actor: str, fields: dict[str, Any]) -> Task:
+    """One transaction: the project allows the actor to write (and the assignee is a member, and the
+    project is not archived), and the task is put without overwriting."""
+    from models.ids import new_id
+
+    suffix = new_id()
+    now = datetime.now(UTC)
+    due: date | None = fields.get("due_date")
+    assignee: str | None = fields.get("assignee")
+    task = Task(
+        project_key(project_id),
+        task_sort_key(suffix),
+        task_id=f"{project_id}.{suffix}",
+        project_id=project_id,
+        title=fields["title"],
+        description=fields.get("description", ""),
+        status=fields.get("status", "todo"),
+        priority=fields.get("priority", "medium"),
+        assignee=assignee,
+        due_date=due.isoformat() if due else None,
+        tags=set(fields.get("tags") or ()) or None,
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+        version=1,
+        gsi1pk=assignee_key(assignee) if assignee else None,
+        gsi1sk=f"{_due(due)}#{project_id}.{suffix}",
+        gsi2pk=due_key(project_id),
+        gsi2sk=f"{_due(due)}#{suffix}",
+    )
+    condition: Condition = role_path(actor).is_in(*WRITER_ROLES) & equals(Project.archived, False)
+    if assignee:
+        condition &= role_path(assignee).exists()
+    try:
+        with TransactWrite(connection=StratusItem._get_connection().connection) as transaction:
+            transaction.condition_check(Project, project_key(project_id), "PROJECT", condition=condition)
+            transaction.save(task, condition=Task.pk.does_not_exist())
+    except TransactWriteError as error:
+        if error.cause_response_code == "TransactionCanceledException":
+            raise ConditionNotMet from None
+        raise
+    return task
+
+
+def get_task_with_project(project_id: str, suffix: str) -> tuple[Task | None, Project | None]:
+    """One BatchGetItem: the task and the project whose roles decide who may see it."""
+    task: Task | None = None
+    project: Project | None = None
+    for item in StratusItem.batch_get(
+        [(project_key(project_id), task_sort_key(suffix)), (project_key(project_id), "PROJECT")]
+    ):
+        if isinstance(item, Task):
+            task = item
+        elif isinstance(item, Project):
+            project = item
+    return task, project
+
+
+def update_task(project_id: str, suffix: str, changes: dict[str, Any], expected_version: int | None) -> Task:
+    """One UpdateItem of the changed attributes (ALL_NEW). Raises ConditionNotMet when the task is gone or
+    its version differs from `expected_version`."""
+    task = Task(project_key(project_id), task_sort_key(suffix))
+    actions: list[Action] = [Task.updated_at.set(datetime.now(UTC)), Task.version.add(1)]
+    task_id = f"{project_id}.{suffix}"
+    for name, value in changes.items():
+        if name == "due_date":
+            actions.append(Task.due_date.set(value.isoformat()) if value else Task.due_date.remove())
+            actions.append(Task.gsi1sk.set(f"{_due(value)}#{task_id}"))
+            actions.append(Task.gsi2sk.set(f"{_due(value)}#{suffix}"))
+        elif name == "assignee":
+            actions.append(Task.assignee.set(value) if value else Task.assignee.remove())
+            actions.append(Task.gsi1pk.set(assignee_key(value)) if value else Task.gsi1pk.remove())
+        elif name == "tags":
+            actions.append(Task.tags.set(set(value)) if value else Task.tags.remove())
+        else:
+            actions.append(getattr(Task, name).set(value))
+    condition: Condition = Task.pk.exists()
+    if expected_version is not None:
+        condition &= equals(Task.version, expected_version)
+    try:
+        task.update(actions=actions, condition=condition)
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            raise ConditionNotMet from None
+        raise
+    return task
+
+
+def delete_task(project_id: str, suffix: str, expected_version: int | None) -> None:
+    condition: Condition = Task.pk.exists()
+    if expected_version is not None:
+        condition &= equals(Task.version, expected_version)
+    try:
+        Task(project_key(project_id), task_sort_key(suffix)).delete(condition=condition)
+    except DeleteError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            raise ConditionNotMet from None
+        raise
+
+
+def _filters(status: str | None, assignee: str | None, tag: str | None) -> Condition | None:
+    condition: Condition | None = None
+    for part in (
+        equals(Task.status, status) if status else None,
+        equals(Task.assignee, assignee) if assignee else None,
+        Task.tags.contains(tag) if tag else None,
+    ):
+        if part is not None:
+            condition = part if condition is None else condition & part
+    return condition
+
+
+def list_project_tasks(
+    project_id: str,
+    *,
+    sort: str,
+    status: str | None,
+    assignee: str | None,
+    tag: str | None,
+    limit: int,
+    start_key: dict[str, Any] | None,
+) -> tuple[list[Task], dict[str, Any] | None]:
+    """Query by creation (the table) or by due date (gsi2), filtered, until the page is full."""
+    common: dict[str, Any] = {
+        "filter_condition": _filters(status, assignee, tag),
+        "limit": limit + 1,
+        "page_size": limit + 1,
+        "last_evaluated_key": start_key,
+    }
+    if sort == "due":
+        by_due = Task.gsi2.query(due_key(project_id), **common)
+        return page_of((t for t in by_due if isinstance(t, Task)), limit, INDEX_KEYS["gsi2"])
+    by_creation = Task.query(project_key(project_id), Task.sk.startswith("TASK#"), **common)
+    return page_of((t for t in by_creation if isinstance(t, Task)), limit, TABLE_KEYS)
+
+
+def list_assigned_tasks(
+    subject: str, status: str | None, limit: int, start_key: dict[str, Any] | None
+) -> tuple[list[Task], dict[str, Any] | None]:
+    """The caller's tasks across projects, soonest due first (undated last)."""
+    results = Task.gsi1.query(
+        assignee_key(subject),
+        filter_condition=_filters(status, None, None),
+        limit=limit + 1,
+        page_size=limit + 1,
+        last_evaluated_key=start_key,
+    )
+    return page_of((t for t in results if isinstance(t, Task)), limit, INDEX_KEYS["gsi1"])
+
+
+def unassign_in_project(project_id: str, subject: str) -> None:
+    """Clears `subject` as assignee of the project's tasks (after they leave the project)."""
+    for task in Task.gsi1.query(assignee_key(subject), filter_condition=equals(Task.project_id, project_id)):
+        if not isinstance(task, Task):
+            continue
+        try:
+            Task(task.pk, task.sk).update(
+                actions=[Task.assignee.remove(), Task.gsi1pk.remove(), Task.version.add(1)],
+                condition=equals(Task.assignee, subject),
+            )
+        except UpdateError as error:
+            # Reassigned or deleted meanwhile: nothing left to clear.
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise

@@ -1,0 +1,150 @@
+"""Projects and their members."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from auth import CurrentUser, require_scopes
+from dependencies import AppSettings, Cursors
+from idempotency import IdempotencyKey, run_once
+from pagination import Page, PageCursor, PageLimit, query_binding
+from preconditions import IfMatch, etag, expected_version
+from routers.schemas import Member, MemberAdd, MemberRole, MyProject, ProjectCreate, ProjectPatch, ProjectView
+from services import projects
+
+router = APIRouter(prefix="/projects", tags=["projects"])
+
+ProjectId = Annotated[str, Path(pattern=r"^[0-9A-Z]{26}$", description="The project's id.")]
+MemberId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.@+-]+$")]
+READ = [Depends(require_scopes("stratus/read"))]
+WRITE = [Depends(require_scopes("stratus/write"))]
+
+
+def _location(request: Request, path: str) -> str:
+    return f"{request.scope.get('root_path', '')}{path}"
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProjectView,
+    dependencies=WRITE,
+    summary="Create a project",
+)
+async def create_project(
+    body: ProjectCreate,
+    user: CurrentUser,
+    request: Request,
+    settings: AppSettings,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    def produce() -> dict[str, object]:
+        project = projects.create_project(user, body.name, body.description)
+        return ProjectView.of(project, user.subject).model_dump(mode="json")
+
+    view = run_once(request, settings, user.subject, idempotency_key, body.model_dump(mode="json"), produce)
+    headers = {"Location": _location(request, f"/projects/{view['id']}"), "ETag": etag(view["version"])}
+    return JSONResponse(view, status_code=status.HTTP_201_CREATED, headers=headers)
+
+
+@router.get("", response_model=Page[MyProject], dependencies=READ, summary="My projects, newest first")
+async def list_my_projects(
+    user: CurrentUser, cursors: Cursors, request: Request, limit: PageLimit = 20, cursor: PageCursor = None
+) -> Page[MyProject]:
+    binding = query_binding(request.url.path, user.subject)
+    items, last_key = projects.my_projects(user, limit, cursors.decode(cursor, binding))
+    return Page[MyProject](
+        items=[MyProject.of(m) for m in items], next_cursor=cursors.encode(last_key, binding)
+    )
+
+
+@router.get("/{project_id}", response_model=ProjectView, dependencies=READ, summary="One project")
+async def get_project(project_id: ProjectId, user: CurrentUser, response: Response) -> ProjectView:
+    project = projects.visible_project(user, project_id)
+    response.headers["ETag"] = etag(project.version)
+    return ProjectView.of(project, user.subject)
+
+
+@router.patch("/{project_id}", response_model=ProjectView, dependencies=WRITE, summary="Change a project")
+async def change_project(
+    project_id: ProjectId, body: ProjectPatch, user: CurrentUser, response: Response, if_match: IfMatch = None
+) -> ProjectView:
+    changes = body.model_dump(exclude_unset=True)
+    project = projects.change_project(user, project_id, changes, expected_version(if_match))
+    response.headers["ETag"] = etag(project.version)
+    return ProjectView.of(project, user.subject)
+
+
+@router.delete(
+    "/{project_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=WRITE,
+    summary="Delete a project and its tasks",
+)
+async def delete_project(project_id: ProjectId, user: CurrentUser, if_match: IfMatch = None) -> Response:
+    projects.delete_project(user, project_id, expected_version(if_match))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{project_id}/members", response_model=Page[Member], dependencies=READ, summary="Members of a project"
+)
+async def list_members(
+    project_id: ProjectId,
+    user: CurrentUser,
+    cursors: Cursors,
+    request: Request,
+    limit: PageLimit = 20,
+    cursor: PageCursor = None,
+) -> Page[Member]:
+    binding = query_binding(request.url.path, user.subject)
+    items, last_key = projects.project_members(user, project_id, limit, cursors.decode(cursor, binding))
+    return Page[Member](items=[Member.of(m) for m in items], next_cursor=cursors.encode(last_key, binding))
+
+
+@router.post(
+    "/{project_id}/members",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Member,
+    dependencies=WRITE,
+    summary="Add a member (owners)",
+)
+async def add_member(
+    project_id: ProjectId,
+    body: MemberAdd,
+    user: CurrentUser,
+    settings: AppSettings,
+    request: Request,
+    response: Response,
+) -> Member:
+    member, project = projects.add_member(user, settings, project_id, body.subject, body.email, body.role)
+    response.headers["Location"] = _location(request, f"/projects/{project_id}/members/{member}")
+    response.headers["ETag"] = etag(project.version)
+    return Member(subject=member, role=body.role, joined_at=project.updated_at)
+
+
+@router.patch(
+    "/{project_id}/members/{member_id}",
+    response_model=Member,
+    dependencies=WRITE,
+    summary="Change a member's role (owners)",
+)
+async def change_member(
+    project_id: ProjectId, member_id: MemberId, body: MemberRole, user: CurrentUser
+) -> Member:
+    project = projects.change_member_role(user, project_id, member_id, body.role)
+    return Member(subject=member_id, role=body.role, joined_at=project.updated_at)
+
+
+@router.delete(
+    "/{project_id}/members/{member_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=WRITE,
+    summary="Remove a member (owners; anyone may leave)",
+)
+async def remove_member(project_id: ProjectId, member_id: MemberId, user: CurrentUser) -> Response:
+    projects.remove_member(user, project_id, member_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,150 @@
+"""Projects and their members: who may see and change what, and the invariants (members are unique, at
+most 50 per project, the last owner stays). Outsiders get 404 for everything, so ids cannot be probed."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import directory
+import models
+from auth import Principal
+from errors import Conflict, Forbidden, NotFound, PreconditionFailed, UnprocessableContent
+from settings import Settings
+
+Role = Literal["owner", "editor", "viewer"]
+_NOT_FOUND = "No such project."
+
+
+def _hidden() -> NotFound:
+    return NotFound(_NOT_FOUND)
+
+
+def visible_project(principal: Principal, project_id: str) -> models.project.Project:
+    """The project if the caller is a member; 404 otherwise (one GetItem)."""
+    project = models.project.get_project(project_id)
+    if project is None or project.role_of(principal.subject) is None:
+        raise _hidden()
+    return project
+
+
+def _explain_refusal(principal: Principal, project_id: str, expected: int | None, needed: str) -> Exception:
+    """A conditional write was refused: read once to say why (404, 403, 412 or 409)."""
+    project = models.project.get_project(project_id)
+    role = project.role_of(principal.subject) if project else None
+    if project is None or role is None:
+        return _hidden()
+    if needed == "owner" and role != "owner":
+        return Forbidden("Only the project's owners may do this.")
+    if needed == "writer" and role not in models.project.WRITER_ROLES:
+        return Forbidden("Viewers cannot change the project.")
+    if expected is not None and project.version != expected:
+        return PreconditionFailed("The project changed since you read it; fetch it again.")
+    return Conflict("The project changed concurrently; try again.")
+
+
+def create_project(principal: Principal, name: str, description: str) -> models.project.Project:
+    return models.project.create_project(models.ids.new_id(), name, description, principal.subject)
+
+
+def change_project(
+    principal: Principal, project_id: str, changes: dict[str, Any], expected: int | None
+) -> models.project.Project:
+    try:
+        project = models.project.update_project(project_id, principal.subject, changes, expected)
+    except models.project.ConditionNotMet:
+        raise _explain_refusal(principal, project_id, expected, "writer") from None
+    if {"name", "archived"} & changes.keys():
+        models.project.refresh_memberships(project)
+    return project
+
+
+def delete_project(principal: Principal, project_id: str, expected: int | None) -> None:
+    try:
+        models.project.delete_project(project_id, principal.subject, expected)
+    except models.project.ConditionNotMet:
+        raise _explain_refusal(principal, project_id, expected, "owner") from None
+    models.project.purge_project_items(project_id)
+
+
+def my_projects(
+    principal: Principal, limit: int, start_key: dict[str, Any] | None
+) -> tuple[list[models.project.Membership], dict[str, Any] | None]:
+    return models.project.list_my_projects(principal.subject, limit, start_key)
+
+
+def project_members(
+    principal: Principal, project_id: str, limit: int, start_key: dict[str, Any] | None
+) -> tuple[list[models.project.Membership], dict[str, Any] | None]:
+    visible_project(principal, project_id)
+    return models.project.list_members(project_id, limit, start_key)
+
+
+def _resolve_member(settings: Settings, subject: str | None, email: str | None) -> str:
+    if subject:
+        try:
+            directory.get_user(settings.cognito_user_pool_id, subject)
+        except NotFound:
+            raise UnprocessableContent("No such user.") from None
+        return subject
+    if email:
+        found = directory.find_user_by_email(settings.cognito_user_pool_id, email)
+        if found is None:
+            raise UnprocessableContent("No user signs in with that email address.")
+        return found
+    raise UnprocessableContent("Name the member by `subject` or `email`.")
+
+
+def _change_role(
+    principal: Principal, project_id: str, member: str, new_role: Role | None, *, adding: bool
+) -> models.project.Project:
+    project = visible_project(principal, project_id)
+    actor_role = project.role_of(principal.subject)
+    leaving = new_role is None and member == principal.subject
+    if actor_role != "owner" and not leaving:
+        raise Forbidden("Only the project's owners change its members.")
+    current = project.role_of(member)
+    if adding and current is not None:
+        raise Conflict("That user is already a member.")
+    if not adding and current is None:
+        raise NotFound("No such member.")
+    after = project.role_map()
+    if new_role is None:
+        after.pop(member, None)
+    else:
+        after[member] = new_role
+    if "owner" not in after.values():
+        raise Conflict("A project keeps at least one owner: promote someone else first.")
+    if adding and len(after) > models.project.MAX_MEMBERS:
+        raise Conflict(f"A project has at most {models.project.MAX_MEMBERS} members.")
+    try:
+        models.project.change_roles(
+            project_id, principal.subject, member, new_role=new_role, current_role=current, project=project
+        )
+    except models.project.ConditionNotMet:
+        raise Conflict("The members changed concurrently; fetch the project and try again.") from None
+    if new_role is None:
+        models.task.unassign_in_project(project_id, member)
+    return visible_project(principal, project_id) if not leaving else project
+
+
+def add_member(
+    principal: Principal,
+    settings: Settings,
+    project_id: str,
+    subject: str | None,
+    email: str | None,
+    role: Role,
+) -> tuple[str, models.project.Project]:
+    visible_project(principal, project_id)
+    member = _resolve_member(settings, subject, email)
+    return member, _change_role(principal, project_id, member, role, adding=True)
+
+
+def change_member_role(
+    principal: Principal, project_id: str, member: str, role: Role
+) -> models.project.Project:
+    return _change_role(principal, project_id, member, role, adding=False)
+
+
+def remove_member(principal: Principal, project_id: str, member: str) -> None:
+    _change_role(principal, project_id, member, None, adding=False)
