@@ -1,0 +1,66 @@
+"""The table's stream consumer (a second Lambda function, `stream.handler`): it finishes what the API
+started when an API invocation could not.
+
+- A project item REMOVEd: every item left in its partition (tasks, memberships) is deleted. The API purges
+  synchronously right after deleting the project; this makes the cleanup certain even when that
+  invocation timed out half-way.
+- A project's name or archived flag MODIFYed: the denormalized copies on its membership items ("my
+  projects") are refreshed, the same repair for an interrupted rename.
+
+Both actions are idempotent, so stream redeliveries are harmless. Powertools' batch processor reports
+failed records individually (ReportBatchItemFailures): one bad record never blocks the shard.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+import models
+from models import bind_models
+from observability import logger
+from settings import get_settings
+
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+bind_models(get_settings())
+
+
+def _string(image: dict[str, Any] | None, name: str) -> str | None:
+    value = (image or {}).get(name)
+    return value if isinstance(value, str) else None
+
+
+def handle_record(record: DynamoDBRecord) -> None:
+    change = record.dynamodb
+    if change is None:
+        return
+    old, new = change.old_image or {}, change.new_image or {}
+    if (
+        record.event_name is not None
+        and record.event_name.name == "REMOVE"
+        and _string(old, "type") == "Project"
+    ):
+        project_id = _string(old, "project_id")
+        if project_id:
+            removed = models.project.purge_project_items(project_id)
+            logger.info("purged a deleted project's items", project_id=project_id, removed=removed)
+        return
+    if (
+        record.event_name is not None
+        and record.event_name.name == "MODIFY"
+        and _string(new, "type") == "Project"
+    ):
+        if (old.get("name"), old.get("archived")) != (new.get("name"), new.get("archived")):
+            project = models.project.get_project(str(_string(new, "project_id")))
+            if project is not None:
+                models.project.refresh_memberships(project)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """DynamoDB stream batch → partial batch response."""
+    result: dict[str, Any] = process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )
+    return result
