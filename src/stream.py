@@ -34,28 +34,21 @@ def _string(image: dict[str, Any] | None, name: str) -> str | None:
 
 def handle_record(record: DynamoDBRecord) -> None:
     change = record.dynamodb
-    if change is None:
+    if change is None or record.event_name is None:
         return
+    event = record.event_name.name
     old, new = change.old_image or {}, change.new_image or {}
-    if (
-        record.event_name is not None
-        and record.event_name.name == "REMOVE"
-        and _string(old, "type") == "Project"
-    ):
+    if event == "REMOVE" and _string(old, "type") == "Project":
         project_id = _string(old, "project_id")
         if project_id:
             removed = models.project.purge_project_items(project_id)
             logger.info("purged a deleted project's items", project_id=project_id, removed=removed)
         return
-    if (
-        record.event_name is not None
-        and record.event_name.name == "MODIFY"
-        and _string(new, "type") == "Project"
-    ):
-        if (old.get("name"), old.get("archived")) != (new.get("name"), new.get("archived")):
-            project = models.project.get_project(str(_string(new, "project_id")))
-            if project is not None:
-                models.project.refresh_memberships(project)
+    summary_changed = (old.get("name"), old.get("archived")) != (new.get("name"), new.get("archived"))
+    if event == "MODIFY" and _string(new, "type") == "Project" and summary_changed:
+        project = models.project.get_project(str(_string(new, "project_id")))
+        if project is not None:
+            models.project.refresh_memberships(project)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def test_a_removed_project_has_its_leftover_items_purged(
     aws_resources: LocalResources,
     project_with_tasks: tuple[dict[str, str], str, list[str]],
 ) -> None:
-    owner, project_id, task_ids = project_with_tasks
+    owner, project_id, _ = project_with_tasks
     # The API's own purge "did not happen": only the project item is deleted.
     models.project.delete_project(project_id, owner["sub"], None)
     leftovers = list(models.table.StratusItem.query(models.project.project_key(project_id)))
