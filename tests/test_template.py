@@ -1,5 +1,7 @@
 """template.yaml against the code it deploys: the table matches the PynamoDB models, the function matches
-the build and the settings, IAM stays least-privilege, and requirements/lambda.txt matches uv.lock."""
+the build and the settings, the gateway lets through exactly the app's public routes, the identity setup
+issues tokens the app accepts, optional protections exist only when enabled, IAM stays least-privilege,
+and requirements/lambda.txt matches uv.lock."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import importlib.util
 import os
 import pkgutil
 import re
+import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,14 +20,43 @@ from typing import Any
 import pytest
 import yaml
 from pynamodb.attributes import TTLAttribute
+from starlette.routing import Mount, Route
 
 import models
+from auth import APP_SCOPES
+from main import create_app
 from models.table import StratusItem, table_models
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
+SAMCONFIG = ROOT / "samconfig.toml"
 LAMBDA_REQUIREMENTS = ROOT / "requirements" / "lambda.txt"
+
+ANY = "x-amazon-apigateway-any-method"
+# What API Gateway lets through without a token: the app's public pages and every CORS preflight.
+PUBLIC_OPERATIONS = {
+    ("/", "get"),
+    ("/health", "get"),
+    ("/health/ready", "get"),
+    ("/docs", "get"),
+    ("/docs/{proxy+}", "get"),
+    ("/redoc", "get"),
+    ("/openapi.json", "get"),
+    ("/", "options"),
+    ("/{proxy+}", "options"),
+}
+# Everything else reaches the app through these, behind the Cognito authorizer when it is on.
+GATED_OPERATIONS = {("/", ANY), ("/{proxy+}", ANY)}
+# Scopes the gateway accepts: the API's own (hosted UI and machine tokens) and SRP sign-in's.
+GATEWAY_SCOPES = [*sorted(APP_SCOPES), "aws.cognito.signin.user.admin"]
+GATEWAY_RESPONSE_STATUS = {
+    "UNAUTHORIZED": 401,
+    "ACCESS_DENIED": 403,
+    "THROTTLED": 429,
+    "INTEGRATION_TIMEOUT": 504,
+}
+NO_VALUE = {"Ref": "AWS::NoValue"}
 
 # Statements allowed to name Resource "*", each with the reason AWS leaves no narrower choice.
 DOCUMENTED_WILDCARDS = {
@@ -68,6 +101,69 @@ CloudFormationLoader.add_multi_constructor("!", _construct_short_tag)
 def load_template() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=CloudFormationLoader)
     return loaded
+
+
+def condition_is_true(template: dict[str, Any], name: str, parameters: dict[str, str]) -> bool:
+    """A condition of the template, evaluated as CloudFormation would for these parameter values."""
+
+    def evaluate(expression: Any) -> Any:
+        if not isinstance(expression, dict):
+            return expression
+        (function, argument), *_ = expression.items()
+        if function == "Ref":
+            return parameters[argument]
+        if function == "Condition":
+            return evaluate(template["Conditions"][argument])
+        if function == "Fn::Equals":
+            return str(evaluate(argument[0])) == str(evaluate(argument[1]))
+        if function == "Fn::Not":
+            return not evaluate(argument[0])
+        if function == "Fn::And":
+            return all(evaluate(item) for item in argument)
+        if function == "Fn::Or":
+            return any(evaluate(item) for item in argument)
+        raise AssertionError(f"unsupported in a condition: {function}")
+
+    return bool(evaluate(template["Conditions"][name]))
+
+
+def resolve_conditions(value: Any, is_true: Callable[[str], bool]) -> Any:
+    """`value` with every Fn::If decided and every AWS::NoValue dropped; other intrinsics stay as written."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            name, when_true, when_false = value["Fn::If"]
+            return resolve_conditions(when_true if is_true(name) else when_false, is_true)
+        resolved = {key: resolve_conditions(item, is_true) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item != NO_VALUE}
+    if isinstance(value, list):
+        return [item for item in (resolve_conditions(entry, is_true) for entry in value) if item != NO_VALUE]
+    return value
+
+
+def deployed_resources(template: dict[str, Any], **overrides: str) -> dict[str, Any]:
+    """The resources CloudFormation would create with these parameter values, conditions decided."""
+    parameters = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+    unknown = set(overrides) - set(parameters)
+    assert not unknown, f"not parameters of the template: {sorted(unknown)}"
+    parameters.update(overrides)
+
+    def is_true(name: str) -> bool:
+        return condition_is_true(template, name, parameters)
+
+    return {
+        name: resolve_conditions(resource, is_true)
+        for name, resource in template["Resources"].items()
+        if "Condition" not in resource or is_true(resource["Condition"])
+    }
+
+
+def operations(api: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(path, method) -> operation of an AWS::Serverless::Api's DefinitionBody."""
+    return {
+        (path, method): operation
+        for path, path_item in api["Properties"]["DefinitionBody"]["paths"].items()
+        for method, operation in path_item.items()
+    }
 
 
 def load_tool(name: str) -> ModuleType:
@@ -279,9 +375,109 @@ def test_api_pins_openapi_version_and_stage(resources: dict[str, Any]) -> None:
     assert "Cors" not in api, "the app answers CORS itself"
 
 
+def test_api_redeploys_its_stage_on_every_stack_update(resources: dict[str, Any]) -> None:
+    # The definition depends on parameters (GatewayAuthorizer, CorsAllowOrigins) that SAM's deployment
+    # hash never sees: without this, changing them would leave the stage on the old deployment.
+    assert resources["Api"]["Properties"]["AlwaysDeploy"] is True
+
+
+def test_every_route_is_either_public_or_behind_the_gate(resources: dict[str, Any]) -> None:
+    assert set(operations(resources["Api"])) == PUBLIC_OPERATIONS | GATED_OPERATIONS
+
+
+def test_every_route_proxies_to_the_api_function(resources: dict[str, Any]) -> None:
+    for route, operation in operations(resources["Api"]).items():
+        integration = operation["x-amazon-apigateway-integration"]
+        assert (integration["type"], integration["httpMethod"]) == ("aws_proxy", "POST"), route
+        assert "/functions/${ApiFunction.Arn}/invocations" in integration["uri"]["Fn::Sub"], route
+
+
+def test_public_routes_and_preflights_carry_no_authorizer(template: dict[str, Any]) -> None:
+    for gateway_authorizer in ("cognito", "none"):
+        api = deployed_resources(template, GatewayAuthorizer=gateway_authorizer)["Api"]
+        for route in PUBLIC_OPERATIONS:
+            assert "security" not in operations(api)[route], (gateway_authorizer, route)
+
+
+def test_gateway_authorizer_defaults_to_cognito(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["GatewayAuthorizer"]
+    assert parameter["AllowedValues"] == ["cognito", "none"]
+    assert parameter["Default"] == "cognito"
+    assert template["Conditions"]["UseGatewayAuthorizer"] == {
+        "Fn::Equals": [{"Ref": "GatewayAuthorizer"}, "cognito"]
+    }
+
+
+def test_catch_all_routes_require_a_cognito_access_token_by_default(template: dict[str, Any]) -> None:
+    api = deployed_resources(template)["Api"]
+    for route in GATED_OPERATIONS:
+        # Scopes on the method make API Gateway demand an access token (an ID token is refused).
+        assert operations(api)[route]["security"] == [{"CognitoAccessToken": GATEWAY_SCOPES}], route
+    scheme = api["Properties"]["DefinitionBody"]["components"]["securitySchemes"]["CognitoAccessToken"]
+    assert scheme["x-amazon-apigateway-authtype"] == "cognito_user_pools"
+    assert scheme["x-amazon-apigateway-authorizer"] == {
+        "type": "cognito_user_pools",
+        "providerARNs": [{"Fn::GetAtt": ["UserPool", "Arn"]}],
+    }
+    assert (scheme["in"], scheme["name"]) == ("header", "Authorization")
+
+
+def test_gateway_authorizer_none_lets_every_request_reach_the_app(template: dict[str, Any]) -> None:
+    # For personal API keys (X-API-Key), which a Cognito authorizer would refuse; the app verifies them.
+    api = deployed_resources(template, GatewayAuthorizer="none")["Api"]
+    assert all("security" not in operation for operation in operations(api).values())
+
+
+def test_no_route_demands_a_partner_api_key(template: dict[str, Any]) -> None:
+    # Usage-plan keys meter only the operations that require them; requiring one on the catch-alls
+    # would lock out every user without a partner key.
+    for enabled in ("true", "false"):
+        api = deployed_resources(template, EnablePartnerTier=enabled)["Api"]
+        for route, operation in operations(api).items():
+            assert all("PartnerApiKey" not in requirement for requirement in operation.get("security", [])), (
+                route
+            )
+
+
+def test_gateway_public_routes_are_routes_of_the_app() -> None:
+    # A renamed docs or health route must not silently fall behind the gate (or leave a stale hole).
+    app = create_app(Settings())
+    served = {(path, method) for path, item in app.openapi()["paths"].items() for method in item}
+    # The docs pages, their assets and the schema itself are outside the OpenAPI document.
+    served |= {
+        (str(route.path), method.lower())
+        for route in app.routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+    }
+    mounted = {str(route.path) for route in app.routes if isinstance(route, Mount)}
+    for path, method in PUBLIC_OPERATIONS:
+        if method == "options":
+            continue  # CORS preflights: the app's CORS middleware answers them on every path
+        if path.endswith("/{proxy+}"):
+            prefix = path.removesuffix("{proxy+}")
+            assert any(m.startswith(prefix) for m in mounted), path
+        else:
+            assert (path, method) in served, (path, method)
+
+
+def test_only_api_gateway_invokes_the_function_and_only_for_this_api(resources: dict[str, Any]) -> None:
+    permissions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
+    assert permissions == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Ref": "ApiFunction"},
+            "Principal": "apigateway.amazonaws.com",
+            "SourceArn": {
+                "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*"
+            },
+        }
+    ]
+
+
 def test_gateway_errors_are_problem_json_with_a_cors_origin(resources: dict[str, Any]) -> None:
     responses = resources["Api"]["Properties"]["GatewayResponses"]
-    assert {"DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", *GATEWAY_RESPONSE_STATUS} <= set(responses)
     for name, response in responses.items():
         headers = response["ResponseParameters"]["Headers"]
         assert "Access-Control-Allow-Origin" in headers, name
@@ -289,6 +485,315 @@ def test_gateway_errors_are_problem_json_with_a_cors_origin(resources: dict[str,
         for body in response["ResponseTemplates"].values():
             for field in ('"type"', '"title"', '"detail"', '"request_id":"$context.requestId"'):
                 assert field in body, (name, field)
+
+
+def test_gateway_errors_with_a_known_status_name_it(resources: dict[str, Any]) -> None:
+    responses = resources["Api"]["Properties"]["GatewayResponses"]
+    for name, status in GATEWAY_RESPONSE_STATUS.items():
+        assert responses[name]["StatusCode"] == status, name
+        assert f'"status":{status}' in responses[name]["ResponseTemplates"]["application/json"], name
+    assert responses["UNAUTHORIZED"]["ResponseParameters"]["Headers"]["WWW-Authenticate"] == "'Bearer'"
+    assert "Retry-After" in responses["THROTTLED"]["ResponseParameters"]["Headers"]
+
+
+def test_stage_throttling_applies_to_every_method(resources: dict[str, Any]) -> None:
+    (settings,) = resources["Api"]["Properties"]["MethodSettings"]
+    assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ThrottlingBurstLimit"}
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
+
+
+# --- Identity ------------------------------------------------------------------------------------------
+
+
+def _clients(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource["Properties"]
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Cognito::UserPoolClient"
+    }
+
+
+def _resource_server_scopes(resources: dict[str, Any]) -> set[str]:
+    (server,) = [
+        r["Properties"] for r in resources.values() if r["Type"] == "AWS::Cognito::UserPoolResourceServer"
+    ]
+    return {f"{server['Identifier']}/{scope['ScopeName']}" for scope in server["Scopes"]}
+
+
+def test_resource_server_defines_exactly_the_apps_scopes(resources: dict[str, Any]) -> None:
+    assert _resource_server_scopes(resources) == set(APP_SCOPES)
+
+
+def test_web_client_is_public_and_uses_the_code_flow_only(resources: dict[str, Any]) -> None:
+    client = _clients(resources)["WebClient"]
+    assert client["GenerateSecret"] is False
+    assert client["AllowedOAuthFlowsUserPoolClient"] is True
+    assert client["AllowedOAuthFlows"] == ["code"]
+    assert set(client["AllowedOAuthScopes"]) == {"openid", "email", "profile", *APP_SCOPES}
+    assert client["CallbackURLs"] == {"Ref": "WebCallbackUrls"}
+    assert client["LogoutURLs"] == {"Ref": "WebLogoutUrls"}
+    assert client["PreventUserExistenceErrors"] == "ENABLED"
+
+
+def test_web_client_rotates_refresh_tokens_and_issues_short_lived_access(resources: dict[str, Any]) -> None:
+    client = _clients(resources)["WebClient"]
+    assert client["RefreshTokenRotation"]["Feature"] == "ENABLED"
+    # Cognito refuses REFRESH_TOKEN_AUTH on a rotating client: refreshes go through the token endpoint.
+    assert client["ExplicitAuthFlows"] == ["ALLOW_USER_SRP_AUTH"]
+    assert client["EnableTokenRevocation"] is True
+    assert (client["AccessTokenValidity"], client["IdTokenValidity"], client["RefreshTokenValidity"]) == (
+        15,
+        15,
+        30,
+    )
+    assert client["TokenValidityUnits"] == {
+        "AccessToken": "minutes",
+        "IdToken": "minutes",
+        "RefreshToken": "days",
+    }
+
+
+def test_machine_client_uses_client_credentials_with_resource_server_scopes_only(
+    resources: dict[str, Any],
+) -> None:
+    client = _clients(resources)["MachineClient"]
+    assert client["GenerateSecret"] is True
+    assert client["AllowedOAuthFlows"] == ["client_credentials"]
+    assert set(client["AllowedOAuthScopes"]) == _resource_server_scopes(resources)
+    # No user can sign in through the machine client (Cognito's default would allow SRP and custom auth).
+    assert not {
+        "ALLOW_USER_SRP_AUTH",
+        "ALLOW_USER_PASSWORD_AUTH",
+        "ALLOW_CUSTOM_AUTH",
+        "ALLOW_USER_AUTH",
+    } & set(client["ExplicitAuthFlows"])
+    assert (client["AccessTokenValidity"], client["TokenValidityUnits"]["AccessToken"]) == (60, "minutes")
+
+
+def test_clients_granted_custom_scopes_wait_for_the_resource_server(resources: dict[str, Any]) -> None:
+    (server_name,) = [n for n, r in resources.items() if r["Type"] == "AWS::Cognito::UserPoolResourceServer"]
+    for name, client in _clients(resources).items():
+        if set(client.get("AllowedOAuthScopes", [])) & set(APP_SCOPES):
+            depends_on = resources[name].get("DependsOn", [])
+            assert server_name in ([depends_on] if isinstance(depends_on, str) else depends_on), name
+
+
+def test_function_accepts_tokens_of_every_app_client(
+    api_function: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    client_ids = api_function["Environment"]["Variables"]["COGNITO_CLIENT_IDS"]
+    assert client_ids["Fn::Join"][0] == ","
+    assert client_ids["Fn::Join"][1] == [{"Ref": "WebClient"}, {"Ref": "MachineClient"}]
+    assert {ref["Ref"] for ref in client_ids["Fn::Join"][1]} == set(_clients(resources))
+
+
+def test_social_providers_exist_only_when_configured(template: dict[str, Any]) -> None:
+    providers = {
+        name: resource
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Cognito::UserPoolIdentityProvider"
+    }
+    assert {r["Properties"]["ProviderType"]: r["Condition"] for r in providers.values()} == {
+        "Google": "HasGoogle",
+        "SignInWithApple": "HasApple",
+    }
+    for secret in ("GoogleClientSecret", "ApplePrivateKey"):
+        assert template["Parameters"][secret]["NoEcho"] is True
+    for provider in providers.values():
+        assert provider["Properties"]["AttributeMapping"]["email"] == "email"
+        assert "name" in provider["Properties"]["AttributeMapping"]
+    google = next(r for r in providers.values() if r["Properties"]["ProviderType"] == "Google")
+    assert google["Properties"]["AttributeMapping"]["email_verified"] == "email_verified"
+
+
+def test_web_client_offers_exactly_the_configured_providers(template: dict[str, Any]) -> None:
+    def offered(**parameters: str) -> list[Any]:
+        resources = deployed_resources(template, **parameters)
+        offered_providers: list[Any] = resources["WebClient"]["Properties"]["SupportedIdentityProviders"]
+        # Each provider is referenced, not named, so that CloudFormation creates it before the client.
+        for entry in offered_providers:
+            assert entry == "COGNITO" or entry["Ref"] in resources, entry
+        return offered_providers
+
+    assert offered() == ["COGNITO"]
+    assert offered(GoogleClientId="google-client") == ["COGNITO", {"Ref": "GoogleIdentityProvider"}]
+    assert offered(GoogleClientId="google-client", AppleServicesId="com.example.web") == [
+        "COGNITO",
+        {"Ref": "GoogleIdentityProvider"},
+        {"Ref": "AppleIdentityProvider"},
+    ]
+
+
+def test_hosted_ui_domain_exists_only_with_a_prefix(template: dict[str, Any]) -> None:
+    def domains(**parameters: str) -> list[Any]:
+        resources = deployed_resources(template, **parameters)
+        return [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Cognito::UserPoolDomain"]
+
+    assert domains() == []
+    (domain,) = domains(CognitoDomainPrefix="stratus-test")
+    assert domain["Domain"] == {"Ref": "CognitoDomainPrefix"}
+    assert template["Outputs"]["HostedUiUrl"]["Condition"] == "HasHostedUiDomain"
+
+
+def test_password_policy_defaults(template: dict[str, Any]) -> None:
+    policy = deployed_resources(template)["UserPool"]["Properties"]["Policies"]["PasswordPolicy"]
+    parameters = template["Parameters"]
+    defaults = {key: parameters[value["Ref"]]["Default"] for key, value in policy.items()}
+    assert defaults == {
+        "MinimumLength": 12,
+        "RequireUppercase": "true",
+        "RequireLowercase": "true",
+        "RequireNumbers": "true",
+        "RequireSymbols": "true",
+        "TemporaryPasswordValidityDays": 3,
+    }
+
+
+def test_mfa_is_optional_by_default_and_authenticator_apps_only(template: dict[str, Any]) -> None:
+    assert template["Parameters"]["MfaConfiguration"]["AllowedValues"] == ["OFF", "OPTIONAL", "ON"]
+    for setting in ("OPTIONAL", "ON"):
+        pool = deployed_resources(template, MfaConfiguration=setting)["UserPool"]["Properties"]
+        assert pool["MfaConfiguration"] == {"Ref": "MfaConfiguration"}
+        assert pool["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
+    # Cognito refuses a second factor on a pool whose MFA is off.
+    assert "EnabledMfas" not in deployed_resources(template, MfaConfiguration="OFF")["UserPool"]["Properties"]
+    assert deployed_resources(template)["UserPool"]["Properties"]["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
+
+
+def test_user_pool_signs_in_by_verified_email(resources: dict[str, Any]) -> None:
+    pool = resources["UserPool"]["Properties"]
+    assert pool["UsernameAttributes"] == ["email"]
+    assert pool["UsernameConfiguration"] == {"CaseSensitive": False}
+    assert pool["AutoVerifiedAttributes"] == ["email"]
+    assert pool["AccountRecoverySetting"]["RecoveryMechanisms"] == [{"Name": "verified_email", "Priority": 1}]
+    assert pool["DeletionProtection"] == {"Fn::If": ["IsProd", "ACTIVE", "INACTIVE"]}
+    groups = {
+        r["Properties"]["GroupName"] for r in resources.values() if r["Type"] == "AWS::Cognito::UserPoolGroup"
+    }
+    assert groups == {"admin", "user"}
+
+
+# --- Optional protections ------------------------------------------------------------------------------
+
+
+WAF_TYPES = {"AWS::WAFv2::WebACL", "AWS::WAFv2::WebACLAssociation"}
+PARTNER_TIER_TYPES = {
+    "AWS::ApiGateway::UsagePlan",
+    "AWS::ApiGateway::ApiKey",
+    "AWS::ApiGateway::UsagePlanKey",
+}
+
+
+def _types_among(resources: dict[str, Any], types: set[str]) -> set[str]:
+    return {r["Type"] for r in resources.values()} & types
+
+
+def test_waf_and_partner_tier_are_off_by_default_and_carry_their_conditions(template: dict[str, Any]) -> None:
+    for name, resource in template["Resources"].items():
+        if resource["Type"] in WAF_TYPES:
+            assert resource.get("Condition") == "WafEnabled", name
+        if resource["Type"] in PARTNER_TIER_TYPES:
+            assert resource.get("Condition") == "PartnerTierEnabled", name
+    assert template["Parameters"]["EnableWaf"]["Default"] == "false"
+    assert template["Parameters"]["EnablePartnerTier"]["Default"] == "false"
+    by_default = deployed_resources(template)
+    assert not _types_among(by_default, WAF_TYPES | PARTNER_TIER_TYPES)
+    assert _types_among(deployed_resources(template, EnableWaf="true"), WAF_TYPES) == WAF_TYPES
+    enabled = deployed_resources(template, EnablePartnerTier="true")
+    assert _types_among(enabled, PARTNER_TIER_TYPES) == PARTNER_TIER_TYPES
+
+
+def test_waf_blocks_an_ip_over_its_rate_with_a_429(template: dict[str, Any]) -> None:
+    acl = deployed_resources(template, EnableWaf="true")["ApiWebAcl"]["Properties"]
+    assert acl["Scope"] == "REGIONAL"
+    assert acl["DefaultAction"] == {"Allow": {}}
+    rules = {rule["Name"]: rule for rule in acl["Rules"]}
+    rate = rules["RateLimitPerIp"]["Statement"]["RateBasedStatement"]
+    assert rate["AggregateKeyType"] == "IP"
+    assert rate["Limit"] == {"Ref": "WafRateLimitPer5Min"}
+    assert template["Parameters"]["WafRateLimitPer5Min"]["Default"] == 2000
+    response = rules["RateLimitPerIp"]["Action"]["Block"]["CustomResponse"]
+    assert response["ResponseCode"] == 429
+    assert response["CustomResponseBodyKey"] in acl["CustomResponseBodies"]
+    assert {header["Name"] for header in response["ResponseHeaders"]} >= {
+        "Retry-After",
+        "Access-Control-Allow-Origin",
+    }
+
+
+def test_waf_common_rule_set_counts_until_told_to_block(template: dict[str, Any]) -> None:
+    def override(**parameters: str) -> dict[str, Any]:
+        acl = deployed_resources(template, EnableWaf="true", **parameters)["ApiWebAcl"]["Properties"]
+        (rule,) = [r for r in acl["Rules"] if "ManagedRuleGroupStatement" in r["Statement"]]
+        assert rule["Statement"]["ManagedRuleGroupStatement"] == {
+            "VendorName": "AWS",
+            "Name": "AWSManagedRulesCommonRuleSet",
+        }
+        action: dict[str, Any] = rule["OverrideAction"]
+        return action
+
+    assert override() == {"Count": {}}
+    assert override(WafCommonRuleSetAction="block") == {"None": {}}
+
+
+def test_waf_protects_the_api_stage(resources: dict[str, Any]) -> None:
+    association = resources["ApiWebAclAssociation"]["Properties"]
+    # ${Api.Stage} is SAM's reference to the stage it generates, and makes the association wait for it.
+    assert association["ResourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${Api}/stages/${Api.Stage}"
+    }
+    assert association["WebACLArn"] == {"Fn::GetAtt": ["ApiWebAcl", "Arn"]}
+
+
+def test_partner_usage_plan_throttles_and_meters_the_api_stage(resources: dict[str, Any]) -> None:
+    plan = resources["PartnerUsagePlan"]["Properties"]
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "Api"}, "Stage": {"Ref": "Api.Stage"}}]
+    assert plan["Throttle"] == {
+        "RateLimit": {"Ref": "PartnerRateLimit"},
+        "BurstLimit": {"Ref": "PartnerBurstLimit"},
+    }
+    assert plan["Quota"] == {"Limit": {"Ref": "PartnerQuotaLimit"}, "Period": {"Ref": "PartnerQuotaPeriod"}}
+    key = resources["ExamplePartnerUsagePlanKey"]["Properties"]
+    assert key == {
+        "KeyId": {"Ref": "ExamplePartnerApiKey"},
+        "KeyType": "API_KEY",
+        "UsagePlanId": {"Ref": "PartnerUsagePlan"},
+    }
+
+
+# --- samconfig.toml ------------------------------------------------------------------------------------
+
+
+def _parameter_overrides() -> dict[str, dict[str, str]]:
+    config = tomllib.loads(SAMCONFIG.read_text())
+    found: dict[str, dict[str, str]] = {}
+    for environment, commands in config.items():
+        if not isinstance(commands, dict):
+            continue
+        overrides = commands.get("deploy", {}).get("parameters", {}).get("parameter_overrides")
+        if overrides is not None:
+            found[environment] = dict(pair.split("=", 1) for pair in overrides.split())
+    return found
+
+
+def test_samconfig_overrides_only_parameters_the_template_accepts(template: dict[str, Any]) -> None:
+    overrides = _parameter_overrides()
+    assert set(overrides) == {"default", "prod"}
+    for environment, values in overrides.items():
+        for name, value in values.items():
+            assert name in template["Parameters"], (environment, name)
+            allowed = template["Parameters"][name].get("AllowedValues")
+            assert allowed is None or value in allowed, (environment, name, value)
+        # Deploys with these values get the resources they describe, conditions decided.
+        assert deployed_resources(template, **values)
+
+
+def test_prod_uses_https_origins_and_redirects(template: dict[str, Any]) -> None:
+    prod = _parameter_overrides()["prod"]
+    assert prod["Stage"] == "prod"
+    for name in ("CorsAllowOrigins", "WebCallbackUrls", "WebLogoutUrls"):
+        assert all(url.startswith("https://") for url in prod[name].split(",")), name
 
 
 # --- IAM -----------------------------------------------------------------------------------------------
