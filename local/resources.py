@@ -153,7 +153,7 @@ def create_app_secret(endpoint: str, name: str) -> str:
     """The secret the app derives its signing keys from (template.yaml generates it in AWS)."""
     manager = aws_client("secretsmanager", endpoint)
     value = json.dumps(
-        {"cursor_signing_key": secrets.token_urlsafe(48), "api_key_pepper": secrets.token_urlsafe(48)}
+        {"master_key": secrets.token_urlsafe(48)}
     )
     arn: str = manager.create_secret(Name=name, SecretString=value)["ARN"]
     return arn

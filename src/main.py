@@ -11,7 +11,7 @@ from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from app_secrets import app_secret_value
+from app_secrets import derived_key
 from auth import TokenVerifier
 from content_type import JsonBodiesOnlyMiddleware
 from docs import install_docs
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     app.state.api_key_authenticator = authenticate_api_key
-    app.state.cursor_codec = CursorCodec(lambda: app_secret_value(settings, "cursor_signing_key"))
+    app.state.cursor_codec = CursorCodec(lambda: derived_key(settings, "cursor-signing"))
     install_error_handlers(app)
     app.include_router(root.router)
     app.include_router(health.router)

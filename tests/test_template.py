@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from local.resources import LocalResources, aws_client
 from pynamodb.attributes import TTLAttribute
 from starlette.routing import Mount, Route
 
@@ -61,6 +62,7 @@ NO_VALUE = {"Ref": "AWS::NoValue"}
 # Statements allowed to name Resource "*", each with the reason AWS leaves no narrower choice.
 DOCUMENTED_WILDCARDS = {
     ("ApiFunctionRole", "XRayHasNoResourceLevelPermissions"): "X-Ray has no resource-level permissions",
+    ("StreamFunctionRole", "XRayHasNoResourceLevelPermissions"): "X-Ray has no resource-level permissions",
     # In a key policy, "*" is the key the policy is attached to.
     ("AppKey", "AccountAdministersAndDelegatesToIam"): "key policy: the key itself",
     ("AppKey", "DynamoDbReadsKeyMetadata"): "key policy: the key itself",
@@ -189,10 +191,38 @@ def resources(template: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def table(resources: dict[str, Any]) -> dict[str, Any]:
-    tables = [r for r in resources.values() if r["Type"] == "AWS::DynamoDB::Table"]
-    assert len(tables) == 1, "single-table design: exactly one table"
-    properties: dict[str, Any] = tables[0]["Properties"]
+    tables = {name for name, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
+    # Single-table design for app data; Powertools idempotency keeps its records in a table of its own.
+    assert tables == {"AppTable", "IdempotencyTable"}
+    properties: dict[str, Any] = resources["AppTable"]["Properties"]
     return properties
+
+
+def test_idempotency_table_matches_the_one_the_local_stack_creates(
+    resources: dict[str, Any], aws_resources: LocalResources
+) -> None:
+    properties = resources["IdempotencyTable"]["Properties"]
+    dynamodb = aws_client("dynamodb", aws_resources.endpoint)
+    local = dynamodb.describe_table(TableName=aws_resources.idempotency_table_name)["Table"]
+    local_ttl = dynamodb.describe_time_to_live(TableName=aws_resources.idempotency_table_name)
+    assert properties["KeySchema"] == local["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert properties["AttributeDefinitions"] == local["AttributeDefinitions"]
+    assert properties["TimeToLiveSpecification"]["AttributeName"] == "expiration"
+    assert local_ttl["TimeToLiveDescription"]["AttributeName"] == "expiration"
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_stream_consumer_reads_the_app_tables_stream_and_reports_failures_per_record(
+    resources: dict[str, Any],
+) -> None:
+    function = resources["StreamFunction"]["Properties"]
+    assert function["Handler"] == "stream.handler"
+    assert function["CodeUri"] == "src/"
+    source = function["Events"]["TableStream"]["Properties"]
+    assert source["Stream"] == {"Fn::GetAtt": ["AppTable", "StreamArn"]}
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["BisectBatchOnFunctionError"] is True
+    assert "OnFailure" in source["DestinationConfig"]
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +339,7 @@ def test_function_runs_the_built_handler_on_python313_arm64(api_function: dict[s
     assert api_function["CodeUri"] == "src/"
     assert api_function["Handler"] == "main.handler"
     assert api_function["Metadata"]["BuildMethod"] == "makefile"
-    assert (ROOT / "src" / "Makefile").read_text().count("build-ApiFunction:") == 1
+    assert (ROOT / "src" / "Makefile").read_text().count("build-ApiFunction build-StreamFunction:") == 1
 
 
 def test_handler_named_in_the_template_exists(api_function: dict[str, Any]) -> None:

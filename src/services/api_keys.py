@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi import Request
 
 import models
-from app_secrets import app_secret_value
+from app_secrets import derived_key
 from auth import Principal
 from errors import Forbidden, NotFound, Unauthorized, UnprocessableContent
 from pagination import CursorCodec
@@ -28,7 +28,7 @@ MAX_LIFETIME = timedelta(days=366)
 
 
 def _secret_hash(settings: Settings, secret: str) -> str:
-    pepper = app_secret_value(settings, "api_key_pepper")
+    pepper = derived_key(settings, "api-key-pepper")
     return hmac.new(pepper, secret.encode(), hashlib.sha256).hexdigest()
 
 
