@@ -53,7 +53,8 @@ def handle_record(record: DynamoDBRecord) -> None:
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """DynamoDB stream batch → partial batch response."""
-    result: dict[str, Any] = process_partial_response(
-        event=event, record_handler=handle_record, processor=processor, context=context
+    return dict(
+        process_partial_response(
+            event=event, record_handler=handle_record, processor=processor, context=context
+        )
     )
-    return result
