@@ -13,7 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from local.resources import DEMO_PASSWORD, DEMO_USERS, LocalResources, provision, seed_demo_users
+from local.resources import (
+    DEMO_PASSWORD,
+    DEMO_USERS,
+    LocalResources,
+    provision,
+    seed_demo_data,
+    seed_demo_users,
+)
 from local.standin import HOST, StandIn, port_is_free
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +58,7 @@ def _banner(resources: LocalResources, api_port: int) -> str:
 
   Demo users (password {DEMO_PASSWORD}):
 {users}
+  Demo data: project "Launch plan" (alice owns it, bob edits it) with four tasks.
 
   Access token:  make -s token            (alice)   |   make -s token as=bob
   Try it:        curl -H "Authorization: Bearer $(make -s token)" {base}/health
@@ -75,7 +83,7 @@ def main() -> int:
     server: subprocess.Popen[bytes] | None = None
     try:
         resources = provision(standin.endpoint)
-        seed_demo_users(resources)
+        seed_demo_data(seed_demo_users(resources))
         STACK_FILE.write_text(resources.to_json())
         print(_banner(resources, api_port), flush=True)
         server = subprocess.Popen(

@@ -152,9 +152,7 @@ def create_user_pool(endpoint: str, name: str) -> tuple[str, str]:
 def create_app_secret(endpoint: str, name: str) -> str:
     """The secret the app derives its signing keys from (template.yaml generates it in AWS)."""
     manager = aws_client("secretsmanager", endpoint)
-    value = json.dumps(
-        {"master_key": secrets.token_urlsafe(48)}
-    )
+    value = json.dumps({"master_key": secrets.token_urlsafe(48)})
     arn: str = manager.create_secret(Name=name, SecretString=value)["ARN"]
     return arn
 
@@ -203,8 +201,40 @@ def provision(endpoint: str, name: str = "stratus-dev") -> LocalResources:
     )
 
 
-def seed_demo_users(resources: LocalResources) -> None:
-    for user in DEMO_USERS.values():
-        create_user(
+def seed_demo_users(resources: LocalResources) -> dict[str, str]:
+    """Creates the demo users; returns each one's `sub` by demo name."""
+    return {
+        key: create_user(
             resources.endpoint, resources.user_pool_id, user.email, DEMO_PASSWORD, user.groups, user.name
         )
+        for key, user in DEMO_USERS.items()
+    }
+
+
+def seed_demo_data(subjects: dict[str, str]) -> str:
+    """A project owned by alice with bob as editor and a few tasks, written through the models (the same
+    code the API runs). Returns the project's id."""
+    from datetime import date, timedelta
+
+    import models
+
+    alice, bob = subjects["alice"], subjects["bob"]
+    project = models.project.create_project(
+        models.ids.new_id(), "Launch plan", "Everything between today and the public launch.", alice
+    )
+    models.project.change_roles(
+        project.project_id, alice, bob, new_role="editor", current_role=None, project=project
+    )
+    today = date.today()
+    for title, status, assignee, due, tags in [
+        ("Write the announcement", "doing", bob, today + timedelta(days=3), ["marketing"]),
+        ("Load-test the API", "todo", alice, today + timedelta(days=7), ["backend", "performance"]),
+        ("Review the IAM policies", "todo", bob, today + timedelta(days=5), ["security"]),
+        ("Pick a launch date", "done", alice, None, []),
+    ]:
+        models.task.create_task(
+            project.project_id,
+            alice,
+            {"title": title, "status": status, "assignee": assignee, "due_date": due, "tags": tags},
+        )
+    return project.project_id
