@@ -237,3 +237,28 @@ def test_percent_encoded_paths_keep_the_stage_prefix() -> None:
     result = invoke(event)
     assert result["statusCode"] == 404
     assert json.loads(result["body"])["instance"] == "/Prod/a b"
+
+
+@pytest.mark.parametrize(
+    ("resource", "path", "parameters"),
+    [
+        ("/health", "/health", None),
+        ("/docs", "/docs", None),
+        ("/docs/{proxy+}", "/docs/vendor/swagger-ui.css", {"proxy": "vendor/swagger-ui.css"}),
+        ("/openapi.json", "/openapi.json", None),
+    ],
+)
+def test_the_templates_explicit_public_resources_keep_the_stage_prefix(
+    resource: str, path: str, parameters: dict[str, str] | None
+) -> None:
+    # template.yaml declares these public routes as their own resources (no authorizer).
+    event = rest_event("GET", path, stage="Prod")
+    event["resource"] = resource
+    event["requestContext"]["resourcePath"] = resource
+    event["pathParameters"] = parameters
+    result = invoke(event)
+    assert result["statusCode"] == 200
+    if path == "/docs":
+        assert "/Prod/openapi.json" in body_of(result)
+    if path == "/openapi.json":
+        assert json.loads(body_of(result))["servers"] == [{"url": "/Prod"}]
