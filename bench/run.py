@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ for _path in (SRC, ROOT, BENCH):
 from tests.events import LambdaContext, rest_event  # noqa: E402
 
 from cold_start import child_environment, measure_cold_starts  # noqa: E402
-from warm import microseconds_per_invocation  # noqa: E402
+from warm import microseconds_per_invocation, stdout_to_devnull  # noqa: E402
 
 # What the app needs to start, as deployed but pointing nowhere real; /health does no I/O.
 APP_ENVIRONMENT = {
@@ -142,7 +143,120 @@ def warm_without_access_log_row(options: Options) -> Row:
     )
 
 
-BENCHES: list[Callable[[Options], Row]] = [cold_start_row, warm_row, warm_without_access_log_row]
+@dataclass(frozen=True)
+class RateLimitMeasurement:
+    limited_us: float
+    unlimited_us: float
+    update_item_us: float
+    calls_per_request: float
+    requests: int
+
+
+@cache
+def measure_rate_limit(options: Options) -> RateLimitMeasurement:
+    """The DynamoDB-backed limiter against a fresh stand-in: one route limited and unlimited, one bare
+    UpdateItem of the same shape with the limiter's own client, and its calls per limited request."""
+    from local.resources import provision
+    from local.standin import StandIn
+    from tests.ratelimit_app import limited_app
+
+    from main import create_handler
+    from ratelimit import RateLimits
+
+    saved_environment = dict(os.environ)
+    standin = StandIn.start(0)
+    try:
+        resources = provision(standin.endpoint, "stratus-bench-ratelimit")
+        os.environ.update({**resources.app_environment(), "ACCESS_LOG": "false"})
+        app = limited_app(RateLimits(anonymous="100000000/hour"))
+        handler = create_handler(app)
+        limited_event = rest_event("GET", "/_limited/read", stage="Prod")
+        unlimited_event = rest_event("GET", "/_limited/unlimited", stage="Prod")
+        with stdout_to_devnull():
+            handler(limited_event, LambdaContext())  # creates the storage client
+        storage = app.state.rate_limits.storage
+        client = storage.client
+
+        def bare_update_item(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            client.update_item(
+                TableName=storage.table_name,
+                Key={"pk": {"S": "RATELIMIT#bench"}, "sk": {"S": "WINDOW#000000000000"}},
+                UpdateExpression="ADD #hits :amount SET #expires_at = :expires_at",
+                ExpressionAttributeNames={"#hits": "hits", "#expires_at": "expires_at"},
+                ExpressionAttributeValues={":amount": {"N": "1"}, ":expires_at": {"N": "1"}},
+                ReturnValues="UPDATED_NEW",
+            )
+            return {"statusCode": 200}
+
+        # Every call crosses loopback to the stand-in (~3 ms): a tenth of the warm calls is plenty.
+        calls = max(50, options.warm_calls // 10)
+        measured = microseconds_per_invocation(
+            {
+                "limited": lambda _, context: handler(limited_event, context),
+                "unlimited": lambda _, context: handler(unlimited_event, context),
+                "update_item": bare_update_item,
+            },
+            limited_event,
+            LambdaContext(),
+            calls=calls,
+            batches=options.warm_batches,
+            warmup_calls=20,
+        )
+        made: list[str] = []
+        client.meta.events.register("before-call.dynamodb", lambda model, **_: made.append(model.name))
+        requests = 100
+        with stdout_to_devnull():
+            for _ in range(requests):
+                handler(limited_event, LambdaContext())
+        return RateLimitMeasurement(
+            limited_us=measured["limited"],
+            unlimited_us=measured["unlimited"],
+            update_item_us=measured["update_item"],
+            calls_per_request=len(made) / requests,
+            requests=requests,
+        )
+    finally:
+        standin.stop()
+        os.environ.clear()
+        os.environ.update(saved_environment)
+
+
+def rate_limit_added_time_row(options: Options) -> Row:
+    measured = measure_rate_limit(options)
+    return Row(
+        measure="rate limit (DynamoDB): added per request",
+        unit="µs",
+        stratus=measured.limited_us - measured.unlimited_us,
+        baseline_name="one bare UpdateItem, same client",
+        baseline=measured.update_item_us,
+        target=1.25,
+        detail=(
+            f"against the moto stand-in over loopback; the route limited {measured.limited_us:.0f} µs, "
+            f"unlimited {measured.unlimited_us:.0f} µs per invocation"
+        ),
+    )
+
+
+def rate_limit_calls_row(options: Options) -> Row:
+    measured = measure_rate_limit(options)
+    return Row(
+        measure="rate limit (DynamoDB): calls per request",
+        unit="",
+        stratus=measured.calls_per_request,
+        baseline_name="exactly one UpdateItem",
+        baseline=1.0,
+        target=1.0,
+        detail=f"botocore before-call events over {measured.requests} limited requests",
+    )
+
+
+BENCHES: list[Callable[[Options], Row]] = [
+    cold_start_row,
+    warm_row,
+    warm_without_access_log_row,
+    rate_limit_added_time_row,
+    rate_limit_calls_row,
+]
 
 
 def print_table(rows: list[Row]) -> None:

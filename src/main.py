@@ -20,6 +20,7 @@ from gateway import HttpApiGateway, RestApiGateway
 from models import bind_models
 from observability import REQUEST_ID_HEADER, RequestContextMiddleware
 from pagination import CursorCodec
+from ratelimit import install_rate_limits
 from routers import admin, api_keys, health, me, projects, root, tasks
 from services.api_keys import authenticate_api_key
 from settings import Settings, get_settings
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_key_authenticator = authenticate_api_key
     app.state.cursor_codec = CursorCodec(lambda: derived_key(settings, "cursor-signing"))
     install_error_handlers(app)
+    install_rate_limits(app, settings)
     app.include_router(root.router)
     app.include_router(health.router)
     app.include_router(me.router)

@@ -55,6 +55,14 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"]
     )
     rate_limit_storage_uri: str = "memory://"
+    # Limits per route class in limits' notation, one limit each ("60/minute", "5 per 2 seconds").
+    rate_limit_read: str = "300/minute"
+    rate_limit_write: str = "60/minute"
+    rate_limit_expensive: str = "20/minute"
+    # Callers without credentials: one budget per client address across every limited route.
+    rate_limit_anonymous: str = "30/minute"
+    # True: 503 while the counters are unreachable. False: admit, log, count RateLimitStorageErrors.
+    rate_limit_fail_closed: bool = False
 
     # Where the AWS SDK is pointed; read here only so that production can refuse a stand-in.
     aws_endpoint_url: str = Field(default="", validation_alias="AWS_ENDPOINT_URL")

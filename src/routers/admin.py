@@ -12,12 +12,17 @@ from auth import CurrentUser, require_groups
 from dependencies import AppSettings, Cursors, RequestId
 from directory import DirectoryUser
 from pagination import Page, PageCursor, PageLimit, query_binding
+from ratelimit import rate_limit
 from services.admin import AdminActions, ManagedGroup, audit_trail, get_directory_user, list_directory_users
 
 if TYPE_CHECKING:
     from models.audit import AuditRecord
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_groups("admin"))])
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_groups("admin")), Depends(rate_limit("expensive"))],
+)
 
 UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.@+-]+$")]
 

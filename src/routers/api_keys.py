@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from auth import CurrentUser
 from dependencies import AppSettings, Cursors
 from pagination import Page, PageCursor, PageLimit, query_binding
+from ratelimit import rate_limit
 from services.api_keys import issue_api_key, my_api_keys, revoke_my_api_key
 
 if TYPE_CHECKING:
@@ -70,7 +71,12 @@ async def create_api_key(
     return IssuedApiKey(**ApiKeyInfo.of(item).model_dump(), secret=secret)
 
 
-@router.get("", response_model=Page[ApiKeyInfo], summary="My API keys (no secrets)")
+@router.get(
+    "",
+    response_model=Page[ApiKeyInfo],
+    summary="My API keys (no secrets)",
+    dependencies=[Depends(rate_limit("read"))],
+)
 async def list_my_api_keys(
     user: CurrentUser, cursors: Cursors, request: Request, limit: PageLimit = 20, cursor: PageCursor = None
 ) -> Page[ApiKeyInfo]:
@@ -79,7 +85,12 @@ async def list_my_api_keys(
     return Page[ApiKeyInfo](items=[ApiKeyInfo.of(item) for item in items], next_cursor=next_cursor)
 
 
-@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke one of my API keys")
+@router.delete(
+    "/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke one of my API keys",
+    dependencies=[Depends(rate_limit("write"))],
+)
 async def revoke_api_key(key_id: KeyId, user: CurrentUser) -> Response:
     revoke_my_api_key(user, key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from ratelimit import rate_limit
 from services.health import check_readiness
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -26,6 +27,12 @@ async def liveness() -> HealthStatus:
     return HealthStatus(status="ok")
 
 
-@router.get("/ready", response_model=ReadinessStatus, summary="Readiness: the table answers")
+# Readiness reaches the table, so it is limited (anonymous callers by address); liveness is free.
+@router.get(
+    "/ready",
+    response_model=ReadinessStatus,
+    summary="Readiness: the table answers",
+    dependencies=[Depends(rate_limit("read"))],
+)
 async def readiness() -> ReadinessStatus:
     return ReadinessStatus(**check_readiness())

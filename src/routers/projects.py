@@ -12,6 +12,7 @@ from dependencies import AppSettings, Cursors
 from idempotency import IdempotencyKey, run_once
 from pagination import Page, PageCursor, PageLimit, query_binding
 from preconditions import IfMatch, etag, expected_version
+from ratelimit import rate_limit
 from routers.schemas import Member, MemberAdd, MemberRole, MyProject, ProjectCreate, ProjectPatch, ProjectView
 from services import projects
 
@@ -19,8 +20,8 @@ router = APIRouter(prefix="/projects", tags=["projects"])
 
 ProjectId = Annotated[str, Path(pattern=r"^[0-9A-Z]{26}$", description="The project's id.")]
 MemberId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.@+-]+$")]
-READ = [Depends(require_scopes("stratus/read"))]
-WRITE = [Depends(require_scopes("stratus/write"))]
+READ = [Depends(require_scopes("stratus/read")), Depends(rate_limit("read"))]
+WRITE = [Depends(require_scopes("stratus/write")), Depends(rate_limit("write"))]
 
 
 def _location(request: Request, path: str) -> str:

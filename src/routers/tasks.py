@@ -12,6 +12,7 @@ from dependencies import AppSettings, Cursors
 from idempotency import IdempotencyKey, run_once
 from pagination import Page, PageCursor, PageLimit, query_binding
 from preconditions import IfMatch, etag, expected_version
+from ratelimit import rate_limit
 from routers.projects import ProjectId
 from routers.schemas import Status, TaskCreate, TaskPatch, TaskView
 from services import tasks
@@ -19,8 +20,8 @@ from services import tasks
 router = APIRouter(tags=["tasks"])
 
 TaskId = Annotated[str, Path(pattern=r"^[0-9A-Z]{26}\.[0-9A-Z]{26}$", description="The task's id.")]
-READ = [Depends(require_scopes("stratus/read"))]
-WRITE = [Depends(require_scopes("stratus/write"))]
+READ = [Depends(require_scopes("stratus/read")), Depends(rate_limit("read"))]
+WRITE = [Depends(require_scopes("stratus/write")), Depends(rate_limit("write"))]
 
 
 @router.post(

@@ -1,0 +1,314 @@
+"""Rate limits per route class that hold across Lambda containers: slowapi's Limiter over the DynamoDB
+counters of ratelimit_storage, keyed by the authenticated principal or else the address API Gateway saw.
+
+Route authors write one line: `dependencies=[Depends(rate_limit("write"))]`. A limited response carries
+`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (epoch seconds at which the window
+ends); a refused one is a 429 problem with `Retry-After`. Anonymous callers share one budget per address
+(`anonymous`) across every limited route; authenticated callers get one budget per route class.
+
+When the counter storage fails the request is admitted (logged, counted in the `RateLimitStorageErrors`
+metric), or refused with 503 when `fail_closed` is set; it is never a 500 and never waits past the
+storage client's short timeouts. After a timeout or an unreachable endpoint the container stops asking the
+storage for a few seconds, so an outage does not add seconds to every request.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlparse
+
+from aws_lambda_powertools.metrics import Metrics, MetricUnit
+from fastapi import FastAPI, Request
+from pydantic import BaseModel, ConfigDict, field_validator
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from auth import OptionalUser, Principal
+from errors import ServiceUnavailable, TooManyRequests
+from observability import logger
+from settings import Settings
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.util import WindowStats
+    from slowapi import Limiter
+
+RouteClass = Literal["read", "write", "expensive"]
+ANONYMOUS = "anonymous"
+LIMIT_HEADER = "X-RateLimit-Limit"
+REMAINING_HEADER = "X-RateLimit-Remaining"
+RESET_HEADER = "X-RateLimit-Reset"
+
+# The counter client waits less than the data path (PynamoDB reads for 2.5 s): a counter is not worth a
+# slow request. Two attempts: one retry for a transient error, no more.
+STORAGE_CONNECT_TIMEOUT_SECONDS = 1.0
+STORAGE_READ_TIMEOUT_SECONDS = 1.0
+STORAGE_MAX_ATTEMPTS = 2
+# After a timeout or an unreachable endpoint, this container skips the storage for this long.
+STORAGE_COOL_OFF_SECONDS = 5.0
+
+# One limit per class, in limits' notation ("60/minute", "5 per 2 seconds"): several limits per class
+# would cost one DynamoDB call each.
+_ONE_LIMIT = re.compile(
+    r"^\s*[0-9]+\s*(/|\s*per\s*)\s*([0-9]+)?\s*(second|minute|hour|day|month|year)s?\s*$", re.IGNORECASE
+)
+
+# Created once per container. No handler-wide log_metrics decorator exists, so each failure is flushed
+# at once: one EMF line per failure.
+metrics = Metrics(namespace="Stratus", service=os.environ.get("POWERTOOLS_SERVICE_NAME", "stratus"))
+
+
+class RateLimits(BaseModel):
+    """The limit of each route class and what happens when the counters cannot be reached."""
+
+    model_config = ConfigDict(frozen=True)
+
+    read: str = "300/minute"
+    write: str = "60/minute"
+    expensive: str = "20/minute"
+    # Callers without credentials, one budget per address across every limited route.
+    anonymous: str = "30/minute"
+    # True: refuse (503) while the counters are unreachable. False: admit, log and count the failure.
+    fail_closed: bool = False
+
+    @field_validator("read", "write", "expensive", "anonymous")
+    @classmethod
+    def _one_limit(cls, value: str) -> str:
+        if not _ONE_LIMIT.match(value):
+            raise ValueError(f"{value!r} is not one rate limit such as '60/minute' or '5 per 2 seconds'")
+        return value.strip()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimits:
+        """These defaults, overridden by every Settings field named `rate_limit_<field>`."""
+        overrides = {
+            name: getattr(settings, f"rate_limit_{name}")
+            for name in cls.model_fields
+            if hasattr(settings, f"rate_limit_{name}")
+        }
+        return cls(**overrides)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitStatus:
+    """What the response headers report about the budget this request drew on."""
+
+    limit: int
+    remaining: int
+    reset_at: int
+
+
+def rate_limit_key(request: Request) -> str:
+    """Whose budget a request draws on: the principal the auth dependency put in the request state, else
+    the client address. Mangum takes that from `requestContext.identity.sourceIp` (HTTP API:
+    `requestContext.http.sourceIp`), which API Gateway writes; `X-Forwarded-For` is written by clients
+    and is never read here (nor is slowapi's `get_ipaddr`)."""
+    principal = request.scope.get("state", {}).get("principal")
+    if isinstance(principal, Principal):
+        if principal.auth_method == "api_key" and principal.key_id:
+            return f"key:{principal.key_id}"
+        return f"user:{principal.subject}"
+    client = request.client
+    return f"ip:{client.host}" if client is not None and client.host else "ip:unknown"
+
+
+def _storage_uri_for(settings: Settings) -> str:
+    # `dynamodb://` alone means the app's own table.
+    uri = settings.rate_limit_storage_uri
+    parsed = urlparse(uri)
+    if parsed.scheme == "dynamodb" and not parsed.netloc:
+        return f"dynamodb://{settings.table_name}"
+    return uri
+
+
+class RateLimitEnforcer:
+    """Draws on the caller's budget for a route class through slowapi's Limiter: one storage hit each.
+
+    The Limiter (and with it limits and the DynamoDB storage) is built on the first limited request, so
+    cold starts and unlimited routes never import them.
+    """
+
+    def __init__(self, storage_uri: str, limits: RateLimits, *, region_name: str = "") -> None:
+        self.storage_uri = storage_uri
+        self.limits = limits
+        self.region_name = region_name
+        self._limiter: Limiter | None = None
+        self._items: dict[str, RateLimitItem] = {}
+        self._build_lock = threading.Lock()
+        self._skip_storage_until = 0.0
+
+    @property
+    def limiter(self) -> Limiter:
+        """slowapi's Limiter: the key function, the storage and limits' fixed-window strategy over it."""
+        if self._limiter is None:
+            with self._build_lock:
+                if self._limiter is None:
+                    self._limiter, self._items = self._build()
+        return self._limiter
+
+    def _build(self) -> tuple[Limiter, dict[str, RateLimitItem]]:
+        from limits import parse
+        from slowapi import Limiter
+
+        import ratelimit_storage  # registers the dynamodb:// scheme with limits
+
+        options: dict[str, Any] = {"wrap_exceptions": True}
+        if urlparse(self.storage_uri).scheme in ratelimit_storage.DynamoDBStorage.STORAGE_SCHEME:
+            options |= {
+                "region_name": self.region_name,
+                "connect_timeout": STORAGE_CONNECT_TIMEOUT_SECONDS,
+                "read_timeout": STORAGE_READ_TIMEOUT_SECONDS,
+                "max_attempts": STORAGE_MAX_ATTEMPTS,
+            }
+        limiter = Limiter(
+            key_func=rate_limit_key,
+            storage_uri=self.storage_uri,
+            storage_options=options,
+            strategy="fixed-window",
+            headers_enabled=True,
+        )
+        items = {
+            name: parse(getattr(self.limits, name)) for name in ("read", "write", "expensive", ANONYMOUS)
+        }
+        return limiter, items
+
+    @property
+    def storage(self) -> Any:
+        """The counter storage (a `limits` Storage) behind the Limiter's strategy."""
+        return self.limiter.limiter.storage
+
+    def enforce(self, request: Request, principal: Principal | None, route_class: RouteClass) -> None:
+        """Counts this request against its budget; raises TooManyRequests when the budget is spent."""
+        from limits.errors import StorageError
+
+        limiter = self.limiter
+        budget = route_class if principal is not None else ANONYMOUS
+        item = self._items[budget]
+        identifiers = (rate_limit_key(request), budget)
+        if time.monotonic() < self._skip_storage_until:
+            self._unenforced()
+            return
+        try:
+            admitted = limiter.limiter.hit(item, *identifiers)
+            stats = self._window_after_hit(limiter, item, identifiers)
+        except StorageError as error:
+            self._storage_failed(error.storage_error, route_class)
+            self._unenforced()
+            return
+        request.state.rate_limit = RateLimitStatus(
+            limit=item.amount, remaining=stats.remaining, reset_at=math.ceil(stats.reset_time)
+        )
+        if not admitted:
+            raise TooManyRequests(
+                f"Rate limit of {item} exceeded for {budget} requests.",
+                retry_after_seconds=math.ceil(stats.reset_time - time.time()),
+            )
+
+    @staticmethod
+    def _window_after_hit(limiter: Limiter, item: RateLimitItem, identifiers: tuple[str, str]) -> WindowStats:
+        from limits.util import WindowStats
+
+        from ratelimit_storage import counted_by_this_request
+
+        counted = counted_by_this_request(item.key_for(*identifiers))
+        if counted is not None:
+            return WindowStats(float(counted.expires_at), max(0, item.amount - counted.hits))
+        # Other storages (memory:// in development) answer from memory.
+        stats: WindowStats = limiter.limiter.get_window_stats(item, *identifiers)
+        return stats
+
+    def _storage_failed(self, error: Exception, route_class: RouteClass) -> None:
+        from botocore.exceptions import BotoCoreError
+
+        # Timeouts and unreachable endpoints are what make requests slow; DynamoDB's own refusals
+        # (throttling, a missing table) come back at once and are retried with the next request.
+        if isinstance(error, BotoCoreError):
+            self._skip_storage_until = time.monotonic() + STORAGE_COOL_OFF_SECONDS
+        # The key (an address or a subject) stays out of the log; the error names the table at most.
+        logger.exception(
+            "rate limit storage failed",
+            route_class=route_class,
+            fail_closed=self.limits.fail_closed,
+            error_type=type(error).__name__,
+        )
+        metrics.add_metric(name="RateLimitStorageErrors", unit=MetricUnit.Count, value=1)
+        metrics.flush_metrics()
+
+    def _unenforced(self) -> None:
+        # Fail open (admit) unless configured to fail closed.
+        if self.limits.fail_closed:
+            raise ServiceUnavailable(
+                "Rate limiting is unavailable; try again shortly.",
+                retry_after_seconds=math.ceil(STORAGE_COOL_OFF_SECONDS),
+            )
+
+
+@cache
+def rate_limit(route_class: RouteClass) -> Callable[..., Awaitable[None]]:
+    """The route dependency: `dependencies=[Depends(rate_limit("write"))]`.
+
+    It depends on the same (cached) authentication as `CurrentUser`, so the caller is known before its
+    budget is chosen, whatever order the route's dependencies are declared in; credentials that fail to
+    authenticate are a 401 before any counting. One dependency per class and per app, so declaring the
+    same class on a router and on a route counts once.
+    """
+
+    # async def: one request per Lambda container, so the one blocking UpdateItem blocks nothing else.
+    async def limit_route(request: Request, principal: OptionalUser) -> None:
+        enforcer: RateLimitEnforcer | None = getattr(request.app.state, "rate_limits", None)
+        if enforcer is None:
+            raise RuntimeError("rate_limit() is used but install_rate_limits(app, settings) was never called")
+        enforcer.enforce(request, principal, route_class)
+
+    limit_route.__name__ = f"rate_limit_{route_class}"
+    return limit_route
+
+
+class RateLimitHeadersMiddleware:
+    """Adds the X-RateLimit-* headers to the response of every limited request, whatever the route
+    returned (a model, a dict, a Response) and to its 429 problem; it reads what `enforce` left in the
+    request state, so it needs no `response` parameter in routes (slowapi's decorator would)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_rate_limit(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # Read when the response starts: the state dict may be created further in.
+                status: RateLimitStatus | None = scope.get("state", {}).get("rate_limit")
+                if status is not None:
+                    headers = MutableHeaders(scope=message)
+                    headers[LIMIT_HEADER] = str(status.limit)
+                    headers[REMAINING_HEADER] = str(status.remaining)
+                    headers[RESET_HEADER] = str(status.reset_at)
+            await send(message)
+
+        await self.app(scope, receive, send_with_rate_limit)
+
+
+def install_rate_limits(app: FastAPI, settings: Settings, limits: RateLimits | None = None) -> None:
+    """Gives `app` its rate limits (from `settings` unless `limits` is given) and the headers middleware.
+
+    Calling it again replaces the limits and keeps the one middleware (tests install their own limits).
+    """
+    first_install = getattr(app.state, "rate_limits", None) is None
+    app.state.rate_limits = RateLimitEnforcer(
+        _storage_uri_for(settings),
+        limits or RateLimits.from_settings(settings),
+        region_name=settings.aws_region,
+    )
+    if first_install:
+        app.add_middleware(RateLimitHeadersMiddleware)

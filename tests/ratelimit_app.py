@@ -1,0 +1,112 @@
+"""Test-only limited routes on an app from create_app(), a Lambda-style invoke helper, and
+`python -m tests.ratelimit_app SPEC_JSON`: one stand-in Lambda container that sends a burst of requests
+through the Mangum handler and writes the status codes it got to a file."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+
+from auth import CurrentUser
+from ratelimit import RateLimits, install_rate_limits, rate_limit
+from settings import Settings
+from tests.events import LambdaContext, rest_event
+
+
+class Receipt(BaseModel):
+    accepted: bool
+
+
+def limited_routes() -> APIRouter:
+    router = APIRouter(prefix="/_limited", tags=["_limited"])
+
+    @router.get("/read", dependencies=[Depends(rate_limit("read"))])
+    async def read_dict() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.post("/write", dependencies=[Depends(rate_limit("write"))], status_code=201)
+    async def write_model() -> Receipt:
+        return Receipt(accepted=True)
+
+    @router.get("/expensive", dependencies=[Depends(rate_limit("expensive"))])
+    async def expensive_response() -> PlainTextResponse:
+        return PlainTextResponse("done")
+
+    # The limit is declared before CurrentUser, yet keys on the principal: it depends on the same auth.
+    @router.get("/whoami", dependencies=[Depends(rate_limit("read"))])
+    async def whoami(user: CurrentUser) -> dict[str, str]:
+        return {"subject": user.subject}
+
+    @router.get("/unlimited")
+    async def unlimited() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return router
+
+
+def limited_app(limits: RateLimits, storage_uri: str = "dynamodb://") -> FastAPI:
+    """The real app (settings from the environment) with `limits` and the test routes."""
+    from main import create_app
+
+    settings = Settings(rate_limit_storage_uri=storage_uri)
+    app = create_app(settings)
+    install_rate_limits(app, settings, limits)
+    app.include_router(limited_routes())
+    return app
+
+
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def invoke(
+    handler: LambdaHandler,
+    path: str,
+    *,
+    method: str = "GET",
+    source_ip: str = "203.0.113.10",
+    headers: dict[str, list[str] | str] | None = None,
+) -> dict[str, Any]:
+    """One API Gateway REST invocation; headers come back lower-cased, the body decoded."""
+    result: dict[str, Any] = handler(
+        rest_event(method, path, source_ip=source_ip, headers=headers), LambdaContext()
+    )
+    merged = {name.lower(): str(value) for name, value in (result.get("headers") or {}).items()}
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        merged[name.lower()] = str(values[-1])
+    body = result.get("body") or ""
+    if result.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    return {"status": result["statusCode"], "headers": merged, "body": body}
+
+
+def run_container(spec: dict[str, Any]) -> None:
+    """Builds its own app (as a fresh Lambda container would), warms it up, waits for `start_at`, then
+    sends `requests` GETs for one client address and records the status codes. The AWS SDK variables
+    and the table come from the environment the parent gave this process."""
+    from main import create_handler
+
+    limit = spec["limit"]
+    app = limited_app(RateLimits(read=limit, anonymous=limit), spec["storage_uri"])
+    handler = create_handler(app)
+    # The first limited request creates the storage client: keep that out of the burst.
+    invoke(handler, "/_limited/read", source_ip=spec["warmup_ip"])
+    time.sleep(max(0.0, spec["start_at"] - time.time()))
+    started = time.time()
+    statuses = [
+        invoke(handler, "/_limited/read", source_ip=spec["source_ip"])["status"]
+        for _ in range(spec["requests"])
+    ]
+    with open(spec["result_file"], "w") as result:
+        json.dump({"statuses": statuses, "started": started, "finished": time.time()}, result)
+
+
+if __name__ == "__main__":
+    run_container(json.loads(sys.argv[1]))

@@ -1,0 +1,539 @@
+"""Rate limits against the stand-in over HTTP: one budget across Lambda containers, per principal and never
+per X-Forwarded-For; headers, 429 problems, window resets, storage outages, one DynamoDB call a request."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from local.resources import LocalResources, aws_client
+from local.standin import StandIn
+from mangum import Mangum
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from auth import Principal
+from main import create_handler
+from observability import logger
+from ratelimit import RateLimitHeadersMiddleware, RateLimits, install_rate_limits, rate_limit_key
+from ratelimit_storage import COUNTER_PREFIX, WINDOW_PREFIX, DynamoDBStorage
+from settings import Settings
+from tests.ratelimit_app import invoke, limited_app
+
+ROOT = Path(__file__).resolve().parent.parent
+_addresses = itertools.count(1)
+
+
+def fresh_ip() -> str:
+    """A client address no other test in this module has used (counters outlive a test)."""
+    n = next(_addresses)
+    return f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
+
+
+def bearer(user: dict[str, str]) -> dict[str, list[str] | str]:
+    return {"Authorization": f"Bearer {user['access']}"}
+
+
+def wait_for_fresh_window(period: int, margin: float = 0.05) -> float:
+    """Sleeps into the start of the next epoch-aligned window of `period` seconds; returns its end."""
+    now = time.time()
+    start = (math.floor(now / period) + 1) * period
+    time.sleep(start - now + margin)
+    return start + period
+
+
+AppFactory = Callable[..., tuple[FastAPI, Mangum]]
+
+
+@pytest.fixture
+def make_app(app_environment: dict[str, str]) -> AppFactory:
+    """An app from create_app() with the given limits and the test routes, and its Lambda handler."""
+
+    def _make_app(limits: RateLimits, storage_uri: str = "dynamodb://") -> tuple[FastAPI, Mangum]:
+        app = limited_app(limits, storage_uri)
+        return app, create_handler(app)
+
+    return _make_app
+
+
+@pytest.fixture(scope="module")
+def user(make_user: Any) -> dict[str, str]:
+    created: dict[str, str] = make_user(("user",))
+    return created
+
+
+@pytest.fixture(scope="module")
+def other_user(make_user: Any) -> dict[str, str]:
+    created: dict[str, str] = make_user(("user",))
+    return created
+
+
+# Across containers
+
+
+def run_containers(
+    storage_uri: str, limit: str, requests: int, source_ip: str, start_at: float, tmp_path: Path
+) -> list[dict[str, Any]]:
+    """Four processes, each its own app and handler like four Lambda containers, fire at `start_at`."""
+    environment = {**os.environ, "PYTHONPATH": "src:.", "LOG_LEVEL": "WARNING", "ACCESS_LOG": "false"}
+    processes, result_files = [], []
+    for container in range(4):
+        result_file = tmp_path / f"container-{container}.json"
+        spec = {
+            "storage_uri": storage_uri,
+            "limit": limit,
+            "requests": requests,
+            "source_ip": source_ip,
+            "warmup_ip": fresh_ip(),
+            "start_at": start_at,
+            "result_file": str(result_file),
+        }
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.ratelimit_app", json.dumps(spec)], cwd=ROOT, env=environment
+            )
+        )
+        result_files.append(result_file)
+    for process in processes:
+        assert process.wait(timeout=90) == 0
+    return [json.loads(result_file.read_text()) for result_file in result_files]
+
+
+def test_shared_counters_hold_one_limit_across_four_containers(
+    app_environment: dict[str, str], tmp_path: Path
+) -> None:
+    limit, period = 20, 5
+    # Start the burst just after a window begins, once the four processes have had time to start.
+    start_at = (math.floor((time.time() + 6) / period) + 1) * period + 0.1
+    results = run_containers(
+        "dynamodb://", f"{limit}/{period} seconds", limit + 10, fresh_ip(), start_at, tmp_path
+    )
+    statuses = [status for result in results for status in result["statuses"]]
+    assert set(statuses) <= {200, 429}, statuses
+    window_end = start_at - 0.1 + period
+    assert max(result["finished"] for result in results) < window_end, "the burst spilled into a new window"
+    assert min(result["started"] for result in results) < start_at + 1, "the containers did not overlap"
+    admitted = statuses.count(200)
+    # ADD is atomic: no lost updates, so nothing beyond the limit and nothing short of it.
+    assert limit - 1 <= admitted <= limit
+
+
+def test_memory_counters_admit_four_times_the_limit_across_four_containers(
+    app_environment: dict[str, str], tmp_path: Path
+) -> None:
+    """Why the storage is shared: with slowapi's default memory:// each container keeps its own count."""
+    limit = 20
+    results = run_containers(
+        "memory://", f"{limit}/minute", limit + 10, fresh_ip(), time.time() + 6, tmp_path
+    )
+    admitted = sum(result["statuses"].count(200) for result in results)
+    assert admitted == 4 * limit
+
+
+# Headers, 429, windows
+
+
+def test_limited_responses_carry_rate_limit_headers_whatever_the_route_returns(make_app: AppFactory) -> None:
+    _, handler = make_app(RateLimits(anonymous="10/hour"))
+    ip = fresh_ip()
+    started = time.time()
+    responses = [
+        invoke(handler, "/_limited/read", source_ip=ip),  # a dict
+        invoke(handler, "/_limited/write", method="POST", source_ip=ip),  # a model, 201
+        invoke(handler, "/_limited/expensive", source_ip=ip),  # a Response object
+    ]
+    assert [response["status"] for response in responses] == [200, 201, 200]
+    # Anonymous callers draw on one budget per address across every limited route.
+    assert [response["headers"]["x-ratelimit-remaining"] for response in responses] == ["9", "8", "7"]
+    for response in responses:
+        assert response["headers"]["x-ratelimit-limit"] == "10"
+        reset_at = int(response["headers"]["x-ratelimit-reset"])
+        assert started < reset_at <= started + 3600 + 1
+    unlimited = invoke(handler, "/_limited/unlimited", source_ip=ip)
+    assert "x-ratelimit-limit" not in unlimited["headers"]
+
+
+def test_headers_reach_clients_of_an_asgi_server_too(make_app: AppFactory) -> None:
+    app, _ = make_app(RateLimits(write="3/hour", anonymous="3/hour"))
+    with TestClient(app) as client:
+        response = client.post("/_limited/write")
+    assert response.status_code == 201
+    assert (response.headers["x-ratelimit-limit"], response.headers["x-ratelimit-remaining"]) == ("3", "2")
+
+
+def test_exceeding_the_limit_returns_a_429_problem_with_retry_after(make_app: AppFactory) -> None:
+    _, handler = make_app(RateLimits(anonymous="2/hour"))
+    ip = fresh_ip()
+    assert [invoke(handler, "/_limited/read", source_ip=ip)["status"] for _ in range(2)] == [200, 200]
+    refused = invoke(handler, "/_limited/read", source_ip=ip)
+    assert refused["status"] == 429
+    assert refused["headers"]["content-type"] == "application/problem+json"
+    problem = json.loads(refused["body"])
+    assert problem["type"] == "urn:stratus:problem:rate-limited"
+    assert problem["status"] == 429
+    assert ip not in problem["detail"]
+    assert 0 < int(refused["headers"]["retry-after"]) <= 3600
+    assert refused["headers"]["x-ratelimit-remaining"] == "0"
+    assert refused["headers"]["x-ratelimit-limit"] == "2"
+
+
+def test_counters_reset_when_the_window_ends(make_app: AppFactory) -> None:
+    _, handler = make_app(RateLimits(anonymous="5/2 seconds"))
+    ip = fresh_ip()
+    invoke(handler, "/_limited/unlimited")
+    window_end = wait_for_fresh_window(2)
+    statuses = [invoke(handler, "/_limited/read", source_ip=ip)["status"] for _ in range(6)]
+    assert time.time() < window_end, "too slow to test a 2 s window"
+    assert statuses == [200] * 5 + [429]
+    refused = invoke(handler, "/_limited/read", source_ip=ip)
+    assert 1 <= int(refused["headers"]["retry-after"]) <= 2
+    reset_at = int(refused["headers"]["x-ratelimit-reset"])
+    assert reset_at == window_end
+    time.sleep(max(0.0, reset_at - time.time()) + 0.05)
+    again = invoke(handler, "/_limited/read", source_ip=ip)
+    assert again["status"] == 200
+    assert again["headers"]["x-ratelimit-remaining"] == "4"
+
+
+# Whose budget
+
+
+def test_a_spoofed_x_forwarded_for_neither_resets_nor_drains_a_budget(make_app: AppFactory) -> None:
+    _, handler = make_app(RateLimits(anonymous="3/hour"))
+    client, victim = fresh_ip(), fresh_ip()
+    for spoofed in ("1.2.3.4", "5.6.7.8, 9.9.9.9", victim):
+        response = invoke(handler, "/_limited/read", source_ip=client, headers={"X-Forwarded-For": spoofed})
+        assert response["status"] == 200
+    fresh_claim = invoke(handler, "/_limited/read", source_ip=client, headers={"X-Forwarded-For": fresh_ip()})
+    assert fresh_claim["status"] == 429
+    # The client named the victim's address above; the victim's budget is untouched.
+    victims_first = invoke(handler, "/_limited/read", source_ip=victim)
+    assert victims_first["status"] == 200
+    assert victims_first["headers"]["x-ratelimit-remaining"] == "2"
+
+
+def test_one_token_from_two_addresses_shares_one_budget(make_app: AppFactory, user: dict[str, str]) -> None:
+    _, handler = make_app(RateLimits(read="3/hour", anonymous="100/hour"))
+    seen = [invoke(handler, "/_limited/whoami", source_ip=fresh_ip(), headers=bearer(user)) for _ in range(4)]
+    assert [response["status"] for response in seen] == [200, 200, 200, 429]
+    assert json.loads(seen[0]["body"]) == {"subject": user["sub"]}
+    assert [response["headers"]["x-ratelimit-remaining"] for response in seen] == ["2", "1", "0", "0"]
+
+
+def test_two_users_behind_one_address_have_their_own_budgets(
+    make_app: AppFactory, user: dict[str, str], other_user: dict[str, str]
+) -> None:
+    _, handler = make_app(RateLimits(read="2/hour", anonymous="100/hour"))
+    shared_ip = fresh_ip()
+    first = [invoke(handler, "/_limited/read", source_ip=shared_ip, headers=bearer(user)) for _ in range(3)]
+    assert [response["status"] for response in first] == [200, 200, 429]
+    second = invoke(handler, "/_limited/read", source_ip=shared_ip, headers=bearer(other_user))
+    assert second["status"] == 200
+    assert second["headers"]["x-ratelimit-remaining"] == "1"
+    anonymous = invoke(handler, "/_limited/read", source_ip=shared_ip)
+    assert anonymous["headers"]["x-ratelimit-limit"] == "100"
+
+
+def test_an_authenticated_callers_route_classes_have_separate_budgets(
+    make_app: AppFactory, make_user: Any
+) -> None:
+    _, handler = make_app(RateLimits(read="5/hour", write="2/hour", expensive="1/hour"))
+    caller = make_user(("user",))
+    read = invoke(handler, "/_limited/read", headers=bearer(caller))
+    write = invoke(handler, "/_limited/write", method="POST", headers=bearer(caller))
+    expensive = [invoke(handler, "/_limited/expensive", headers=bearer(caller)) for _ in range(2)]
+    assert (read["headers"]["x-ratelimit-limit"], read["headers"]["x-ratelimit-remaining"]) == ("5", "4")
+    assert (write["headers"]["x-ratelimit-limit"], write["headers"]["x-ratelimit-remaining"]) == ("2", "1")
+    assert [response["status"] for response in expensive] == [200, 429]
+
+
+def test_the_limit_reuses_the_routes_authentication(make_app: AppFactory, user: dict[str, str]) -> None:
+    app, handler = make_app(RateLimits())
+    verifier = app.state.token_verifier
+    verifications = []
+    original = verifier.verify
+
+    def counting_verify(token: str) -> Principal:
+        verifications.append(token)
+        principal: Principal = original(token)
+        return principal
+
+    verifier.verify = counting_verify
+    assert invoke(handler, "/_limited/whoami", headers=bearer(user))["status"] == 200
+    assert len(verifications) == 1
+
+
+def test_bad_credentials_on_a_limited_route_are_a_401_before_counting(make_app: AppFactory) -> None:
+    _, handler = make_app(RateLimits(anonymous="1/hour"))
+    ip = fresh_ip()
+    rejected = invoke(handler, "/_limited/read", source_ip=ip, headers={"Authorization": "Bearer nope"})
+    assert rejected["status"] == 401
+    assert "x-ratelimit-limit" not in rejected["headers"]
+    assert invoke(handler, "/_limited/read", source_ip=ip)["status"] == 200
+
+
+def _request_with(principal: Principal | None, headers: list[tuple[bytes, bytes]] | None = None) -> Request:
+    state = {"principal": principal} if principal else {}
+    return Request({"type": "http", "headers": headers or [], "client": ("192.0.2.7", 443), "state": state})
+
+
+def test_the_key_is_the_principal_else_the_gateways_client_address() -> None:
+    assert rate_limit_key(_request_with(Principal(subject="abc", auth_method="jwt"))) == "user:abc"
+    api_key = Principal(subject="abc", auth_method="api_key", key_id="0123456789abcdef")
+    assert rate_limit_key(_request_with(api_key)) == "key:0123456789abcdef"
+    forwarded = _request_with(None, [(b"x-forwarded-for", b"6.6.6.6"), (b"x_forwarded_for", b"6.6.6.6")])
+    assert rate_limit_key(forwarded) == "ip:192.0.2.7"
+
+
+# One call
+
+
+def test_a_limited_request_makes_exactly_one_dynamodb_call(make_app: AppFactory) -> None:
+    app, handler = make_app(RateLimits(anonymous="3/hour"))
+    invoke(handler, "/_limited/read", source_ip=fresh_ip())  # creates the storage client
+    client = app.state.rate_limits.storage.client
+    calls: list[str] = []
+    sends: list[int] = []
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    client.meta.events.register("before-send.dynamodb", lambda **_: sends.append(1))
+    ip = fresh_ip()
+    statuses = [invoke(handler, "/_limited/read", source_ip=ip)["status"] for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    assert calls == ["UpdateItem"] * 5
+    assert len(sends) == 5
+    invoke(handler, "/_limited/unlimited", source_ip=ip)
+    assert len(calls) == 5
+
+
+# Storage outages
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """Accepts connections (the kernel's backlog does) and never answers: every read times out."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+@pytest.fixture
+def app_log() -> Iterator[io.StringIO]:
+    """The app's log output, formatted exactly as in Lambda (Powertools JSON)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger._logger.addHandler(handler)
+    try:
+        yield stream
+    finally:
+        logger._logger.removeHandler(handler)
+
+
+def _json_lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("outage", ["closed port", "missing table"])
+def test_storage_outage_fails_open_with_a_logged_error_and_a_metric(
+    make_app: AppFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    app_log: io.StringIO,
+    capsys: pytest.CaptureFixture[str],
+    outage: str,
+) -> None:
+    if outage == "closed port":
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
+        _, handler = make_app(RateLimits(anonymous="1/hour"))
+    else:
+        _, handler = make_app(RateLimits(anonymous="1/hour"), "dynamodb://stratus-no-such-table")
+    ip = fresh_ip()
+    capsys.readouterr()
+    started = time.perf_counter()
+    response = invoke(handler, "/_limited/read", source_ip=ip)
+    assert time.perf_counter() - started < 4
+    assert response["status"] == 200
+    assert "x-ratelimit-limit" not in response["headers"]
+    logged = [
+        line for line in _json_lines(app_log.getvalue()) if line["message"] == "rate limit storage failed"
+    ]
+    # Powertools prints the EMF document to stdout, where Lambda hands it to CloudWatch.
+    metrics = [line for line in _json_lines(capsys.readouterr().out) if "RateLimitStorageErrors" in line]
+    assert len(logged) == 1
+    assert logged[0]["level"] == "ERROR"
+    expected_error = {"closed port": "EndpointConnectionError", "missing table": "ResourceNotFoundException"}
+    assert logged[0]["error_type"] == expected_error[outage]
+    assert "exception" in logged[0]
+    assert ip not in json.dumps(logged[0])
+    assert metrics[0]["RateLimitStorageErrors"] == [1.0]
+    assert metrics[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Stratus"
+    # Fail open: a second request over the limit is admitted too.
+    assert invoke(handler, "/_limited/read", source_ip=ip)["status"] == 200
+
+
+@pytest.mark.parametrize("outage", ["closed port", "missing table"])
+def test_storage_outage_fails_closed_with_a_503_problem(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, outage: str
+) -> None:
+    limits = RateLimits(anonymous="100/hour", fail_closed=True)
+    if outage == "closed port":
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
+        _, handler = make_app(limits)
+    else:
+        _, handler = make_app(limits, "dynamodb://stratus-no-such-table")
+    started = time.perf_counter()
+    response = invoke(handler, "/_limited/read", source_ip=fresh_ip())
+    assert time.perf_counter() - started < 4
+    assert response["status"] == 503
+    assert response["headers"]["content-type"] == "application/problem+json"
+    assert json.loads(response["body"])["type"] == "urn:stratus:problem:service-unavailable"
+    assert int(response["headers"]["retry-after"]) >= 1
+
+
+def test_a_storage_that_never_answers_costs_bounded_time_then_is_skipped(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, silent_endpoint: str
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", silent_endpoint)
+    _, handler = make_app(RateLimits())
+    started = time.perf_counter()
+    first = invoke(handler, "/_limited/read", source_ip=fresh_ip())
+    first_seconds = time.perf_counter() - started
+    # Two attempts of a 1 s read timeout and one short backoff; never API Gateway's 29 s.
+    assert first["status"] == 200
+    assert 1.9 < first_seconds < 4.5
+    started = time.perf_counter()
+    second = invoke(handler, "/_limited/read", source_ip=fresh_ip())
+    assert second["status"] == 200
+    assert time.perf_counter() - started < 0.5
+
+
+class _Body:
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.content
+
+
+def _throttled(**_: Any) -> AWSResponse:
+    body = {
+        "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+        "message": "The level of configured provisioned throughput for the table was exceeded.",
+    }
+    headers = HTTPHeaders.from_dict({"Content-Type": "application/x-amz-json-1.0"})
+    return AWSResponse("http://dynamodb", 400, headers, _Body(json.dumps(body).encode()))
+
+
+@pytest.mark.parametrize(("fail_closed", "expected_status"), [(False, 200), (True, 503)])
+def test_throttled_counters_are_retried_once_then_fail_open_or_closed(
+    make_app: AppFactory, fail_closed: bool, expected_status: int
+) -> None:
+    app, handler = make_app(RateLimits(fail_closed=fail_closed))
+    invoke(handler, "/_limited/unlimited")
+    client = app.state.rate_limits.storage.client
+    attempts: list[int] = []
+
+    def throttle(**kwargs: Any) -> AWSResponse:
+        attempts.append(1)
+        return _throttled(**kwargs)
+
+    client.meta.events.register("before-send.dynamodb", throttle)
+    assert invoke(handler, "/_limited/read", source_ip=fresh_ip())["status"] == expected_status
+    assert len(attempts) == 2
+    # DynamoDB's own refusals come back at once, so the next request asks the table again.
+    assert invoke(handler, "/_limited/read", source_ip=fresh_ip())["status"] == expected_status
+    assert len(attempts) == 4
+
+
+# The storage itself
+
+
+@pytest.fixture(scope="module")
+def counter_table(standin: StandIn) -> str:
+    """A table of its own (same keys as the app's), so that reset() here touches no other test's counters."""
+    name = f"stratus-counters-{uuid.uuid4().hex[:8]}"
+    aws_client("dynamodb", standin.endpoint).create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+def test_the_storage_counts_per_window_and_ignores_ended_windows(
+    counter_table: str, aws_resources: LocalResources
+) -> None:
+    storage = DynamoDBStorage(f"dynamodb://{counter_table}", region_name="us-east-1")
+    key = f"LIMITER/test/{uuid.uuid4().hex}"
+    window_end = (int(time.time()) // 3600 + 1) * 3600
+    assert [storage.incr(key, 3600), storage.incr(key, 3600, amount=2)] == [1, 3]
+    assert storage.get(key) == 3
+    assert storage.get_expiry(key) == window_end
+    # TTL deletes lazily: a window that has ended but is still in the table counts as empty.
+    ended = f"LIMITER/test/{uuid.uuid4().hex}"
+    start = int(time.time()) // 60 * 60
+    aws_client("dynamodb", aws_resources.endpoint).put_item(
+        TableName=counter_table,
+        Item={
+            "pk": {"S": COUNTER_PREFIX + ended},
+            "sk": {"S": f"{WINDOW_PREFIX}{start - 60:012d}"},
+            "hits": {"N": "99"},
+            "expires_at": {"N": str(start)},
+        },
+    )
+    assert storage.get(ended) == 0
+    assert storage.get_expiry(ended) <= time.time()
+    assert storage.incr(ended, 60) == 1
+    storage.clear(key)
+    assert storage.get(key) == 0
+    assert storage.check()
+    assert storage.reset() == 2
+    assert storage.get(ended) == 0
+    assert not DynamoDBStorage("dynamodb://stratus-no-such-table", region_name="us-east-1").check()
+
+
+def test_limits_are_one_limit_each_in_limits_notation() -> None:
+    assert RateLimits.from_settings(Settings()) == RateLimits()
+    assert RateLimits(read="5 per 2 seconds").read == "5 per 2 seconds"
+    for invalid in ("lots", "10/second;100/minute", "10/fortnight"):
+        with pytest.raises(ValidationError):
+            RateLimits(write=invalid)
+
+
+def test_settings_fields_named_rate_limit_override_the_defaults() -> None:
+    class SettingsWithLimits(Settings):
+        rate_limit_write: str = "7/minute"
+        rate_limit_fail_closed: bool = True
+
+    limits = RateLimits.from_settings(SettingsWithLimits())
+    assert (limits.write, limits.fail_closed, limits.read) == ("7/minute", True, RateLimits().read)
+
+
+def test_installing_again_replaces_the_limits_and_keeps_one_headers_middleware(make_app: AppFactory) -> None:
+    app, _ = make_app(RateLimits(read="1/hour"))
+    install_rate_limits(app, Settings(rate_limit_storage_uri="memory://"), RateLimits(read="9/hour"))
+    assert app.state.rate_limits.limits.read == "9/hour"
+    assert app.state.rate_limits.storage_uri == "memory://"
+    installed = [cast(Any, entry.cls) for entry in app.user_middleware]
+    assert installed.count(RateLimitHeadersMiddleware) == 1
