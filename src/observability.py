@@ -14,6 +14,11 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+]
 
 # The stdlib's documented optimisation: no log line here prints thread or process details, so LogRecord
 # need not look them up on every call (a few µs per line, on every request).
@@ -75,7 +80,10 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                headers = MutableHeaders(scope=message)
+                headers[REQUEST_ID_HEADER] = request_id
+                # Safe defaults for every response: no MIME sniffing, no referrer leaks, HTTPS only.
+                headers.raw.extend(_SECURITY_HEADERS)
             await send(message)
 
         try:

@@ -215,3 +215,11 @@ def test_with_the_access_log_off_only_cold_start_and_server_errors_are_logged(
         client.get("/_test/boom")
     access = [json.loads(line) for line in app_log.getvalue().splitlines() if '"message":"request"' in line]
     assert [(line["status"], line["cold_start"]) for line in access] == [(200, True), (500, False)]
+
+
+@pytest.mark.parametrize("path", ["/health", "/no/such/thing", "/_test/boom", "/docs"])
+def test_every_response_carries_the_security_headers(http: TestClient, path: str) -> None:
+    response = http.get(path)
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["strict-transport-security"].startswith("max-age=")
