@@ -48,7 +48,9 @@ def serve(port: int, parent_pid: int | None) -> None:
     signal.signal(signal.SIGINT, request_stop)
     while not stop and (parent_pid is None or _parent_alive(parent_pid)):
         time.sleep(_PARENT_POLL_SECONDS)
-    server.stop()
+    # Everything lives in memory and dies with the process: no graceful shutdown to wait for (werkzeug's
+    # would wait on idle keep-alive connections).
+    os._exit(0)
 
 
 def port_is_free(port: int, wait_seconds: float = 0.0) -> bool:

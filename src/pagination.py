@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -44,7 +45,13 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def _unb64(text: str) -> bytes:
+    # urlsafe_b64decode silently skips characters outside the alphabet: refuse them instead.
+    if not _BASE64URL.match(text):
+        raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 

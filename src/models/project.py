@@ -129,8 +129,9 @@ def create_project(project_id: str, name: str, description: str, owner: str) -> 
 
 
 def get_project(project_id: str) -> Project | None:
+    """Strongly consistent: the ETag a client reads is the version its next conditional write will find."""
     try:
-        item = Project.get(project_key(project_id), _PROJECT_SK)
+        item = Project.get(project_key(project_id), _PROJECT_SK, consistent_read=True)
     except Project.DoesNotExist:
         return None
     return item if isinstance(item, Project) else None
@@ -222,7 +223,7 @@ def change_roles(
     new_role: str | None,
     current_role: str | None,
     project: Project,
-) -> None:
+) -> Membership | None:
     """Adds (current None), re-roles, or removes (new None) `member` in one transaction over the project's
     `roles` map and the membership item. Raises ConditionNotMet when anything changed meanwhile."""
     now = datetime.now(UTC)
@@ -257,6 +258,19 @@ def change_roles(
         if error.cause_response_code == "TransactionCanceledException":
             raise ConditionNotMet from None
         raise
+    if new_role is None:
+        return None
+    if current_role is None:
+        return _membership(project, member, new_role, now)
+    return get_membership(project_id, member)
+
+
+def get_membership(project_id: str, subject: str) -> Membership | None:
+    try:
+        item = Membership.get(project_key(project_id), member_key(subject), consistent_read=True)
+    except Membership.DoesNotExist:
+        return None
+    return item if isinstance(item, Membership) else None
 
 
 def list_members(

@@ -115,14 +115,20 @@ def apply_binding(settings: Settings) -> None:
     endpoint is not set here: botocore reads AWS_ENDPOINT_URL(_DYNAMODB) itself, as it does in production.
     """
     meta: Any = StratusItem.Meta
-    meta.table_name = settings.table_name
-    meta.region = settings.aws_region
-    meta.connect_timeout_seconds = settings.dynamodb_connect_timeout_seconds
-    meta.read_timeout_seconds = settings.dynamodb_read_timeout_seconds
-    meta.max_retry_attempts = settings.dynamodb_max_retry_attempts
-    for model in table_models():
-        # Connections are cached per class and reused across invocations of a warm container.
-        if model._connection is not None and model._connection.table_name != settings.table_name:
+    wanted = {
+        "table_name": settings.table_name,
+        "region": settings.aws_region,
+        "connect_timeout_seconds": settings.dynamodb_connect_timeout_seconds,
+        "read_timeout_seconds": settings.dynamodb_read_timeout_seconds,
+        "max_retry_attempts": settings.dynamodb_max_retry_attempts,
+    }
+    changed = any(getattr(meta, name, None) != value for name, value in wanted.items())
+    for name, value in wanted.items():
+        setattr(meta, name, value)
+    if changed:
+        # Connections are cached per class and reused across invocations of a warm container; one built
+        # under other settings must not outlive them.
+        for model in table_models():
             model._connection = None
 
 

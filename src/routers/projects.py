@@ -121,10 +121,9 @@ async def add_member(
     request: Request,
     response: Response,
 ) -> Member:
-    member, project = projects.add_member(user, settings, project_id, body.subject, body.email, body.role)
-    response.headers["Location"] = _location(request, f"/projects/{project_id}/members/{member}")
-    response.headers["ETag"] = etag(project.version)
-    return Member(subject=member, role=body.role, joined_at=project.updated_at)
+    membership = projects.add_member(user, settings, project_id, body.subject, body.email, body.role)
+    response.headers["Location"] = _location(request, f"/projects/{project_id}/members/{membership.subject}")
+    return Member.of(membership)
 
 
 @router.patch(
@@ -136,8 +135,7 @@ async def add_member(
 async def change_member(
     project_id: ProjectId, member_id: MemberId, body: MemberRole, user: CurrentUser
 ) -> Member:
-    project = projects.change_member_role(user, project_id, member_id, body.role)
-    return Member(subject=member_id, role=body.role, joined_at=project.updated_at)
+    return Member.of(projects.change_member_role(user, project_id, member_id, body.role))
 
 
 @router.delete(

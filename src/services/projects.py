@@ -95,9 +95,9 @@ def _resolve_member(settings: Settings, subject: str | None, email: str | None) 
 
 
 def _change_role(
-    principal: Principal, project_id: str, member: str, new_role: Role | None, *, adding: bool
-) -> models.project.Project:
-    project = visible_project(principal, project_id)
+    principal: Principal, project: models.project.Project, member: str, new_role: Role | None, *, adding: bool
+) -> models.project.Membership | None:
+    """Checks the rules against the project already read, then one transaction (see change_roles)."""
     actor_role = project.role_of(principal.subject)
     leaving = new_role is None and member == principal.subject
     if actor_role != "owner" and not leaving:
@@ -117,14 +117,25 @@ def _change_role(
     if adding and len(after) > models.project.MAX_MEMBERS:
         raise Conflict(f"A project has at most {models.project.MAX_MEMBERS} members.")
     try:
-        models.project.change_roles(
-            project_id, principal.subject, member, new_role=new_role, current_role=current, project=project
+        membership = models.project.change_roles(
+            project.project_id,
+            principal.subject,
+            member,
+            new_role=new_role,
+            current_role=current,
+            project=project,
         )
     except models.project.ConditionNotMet:
         raise Conflict("The members changed concurrently; fetch the project and try again.") from None
     if new_role is None:
-        models.task.unassign_in_project(project_id, member)
-    return visible_project(principal, project_id) if not leaving else project
+        models.task.unassign_in_project(project.project_id, member)
+    return membership
+
+
+def _written(membership: models.project.Membership | None) -> models.project.Membership:
+    if membership is None:
+        raise Conflict("The members changed concurrently; fetch the project and try again.")
+    return membership
 
 
 def add_member(
@@ -134,17 +145,22 @@ def add_member(
     subject: str | None,
     email: str | None,
     role: Role,
-) -> tuple[str, models.project.Project]:
-    visible_project(principal, project_id)
+) -> models.project.Membership:
+    """GetItem (authorization) + the directory lookup + one transaction."""
+    project = visible_project(principal, project_id)
     member = _resolve_member(settings, subject, email)
-    return member, _change_role(principal, project_id, member, role, adding=True)
+    return _written(_change_role(principal, project, member, role, adding=True))
 
 
 def change_member_role(
     principal: Principal, project_id: str, member: str, role: Role
-) -> models.project.Project:
-    return _change_role(principal, project_id, member, role, adding=False)
+) -> models.project.Membership:
+    """GetItem (authorization, current role) + one transaction + GetItem of the membership for the answer."""
+    project = visible_project(principal, project_id)
+    return _written(_change_role(principal, project, member, role, adding=False))
 
 
 def remove_member(principal: Principal, project_id: str, member: str) -> None:
-    _change_role(principal, project_id, member, None, adding=False)
+    """GetItem + one transaction, then the member's tasks in the project are unassigned."""
+    project = visible_project(principal, project_id)
+    _change_role(principal, project, member, None, adding=False)

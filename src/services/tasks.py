@@ -19,22 +19,18 @@ def _task_key(task_id: str) -> tuple[str, str]:
     return key
 
 
-def _writable(
-    project: models.project.Project | None, principal: Principal, not_found: str
-) -> models.project.Project:
+def _explain_refusal(
+    principal: Principal, project_id: str, suffix: str, expected: int | None, assignee: str | None = None
+) -> Exception:
+    """A task write was refused: read once (task and project together) to say why."""
+    task, project = models.task.get_task_with_project(project_id, suffix)
     role = project.role_of(principal.subject) if project else None
-    if project is None or role is None:
-        raise NotFound(not_found)
-    if role not in models.project.WRITER_ROLES:
-        raise Forbidden("Viewers cannot change tasks.")
-    return project
-
-
-def _explain_refusal(project_id: str, suffix: str, expected: int | None) -> Exception:
-    """The task write was refused: gone (404) or changed since the caller read it (412)."""
-    task, _ = models.task.get_task_with_project(project_id, suffix)
-    if task is None:
+    if task is None or project is None or role is None:
         return NotFound(_NOT_FOUND)
+    if role not in models.project.WRITER_ROLES:
+        return Forbidden("Viewers cannot change tasks.")
+    if assignee and project.role_of(assignee) is None:
+        return UnprocessableContent("The assignee must be a member of the project.")
     if expected is not None and task.version != expected:
         return PreconditionFailed("The task changed since you read it; fetch it again.")
     return Conflict("The task changed concurrently; try again.")
@@ -46,7 +42,12 @@ def create_task(principal: Principal, project_id: str, fields: dict[str, Any]) -
     except models.project.ConditionNotMet:
         pass
     # The transaction was refused: read once to say why.
-    project = _writable(models.project.get_project(project_id), principal, "No such project.")
+    project = models.project.get_project(project_id)
+    role = project.role_of(principal.subject) if project else None
+    if project is None or role is None:
+        raise NotFound("No such project.")
+    if role not in models.project.WRITER_ROLES:
+        raise Forbidden("Viewers cannot change tasks.")
     if project.archived:
         raise Conflict("The project is archived: unarchive it to add tasks.")
     if fields.get("assignee") and project.role_of(fields["assignee"]) is None:
@@ -63,27 +64,38 @@ def get_task(principal: Principal, task_id: str) -> models.task.Task:
     return task
 
 
+def _writable(principal: Principal, project_id: str, assignee: str | None = None) -> None:
+    """One consistent GetItem of the project: the caller writes here (and the assignee is a member)."""
+    project = models.project.get_project(project_id)
+    role = project.role_of(principal.subject) if project else None
+    if project is None or role is None:
+        raise NotFound(_NOT_FOUND)
+    if role not in models.project.WRITER_ROLES:
+        raise Forbidden("Viewers cannot change tasks.")
+    if assignee and project.role_of(assignee) is None:
+        raise UnprocessableContent("The assignee must be a member of the project.")
+
+
 def change_task(
     principal: Principal, task_id: str, changes: dict[str, Any], expected: int | None
 ) -> models.task.Task:
+    """GetItem of the project (authorization), then one conditional UpdateItem returning the new task."""
     project_id, suffix = _task_key(task_id)
-    project = _writable(models.project.get_project(project_id), principal, _NOT_FOUND)
-    assignee = changes.get("assignee")
-    if assignee and project.role_of(assignee) is None:
-        raise UnprocessableContent("The assignee must be a member of the project.")
+    _writable(principal, project_id, changes.get("assignee"))
     try:
         return models.task.update_task(project_id, suffix, changes, expected)
     except models.project.ConditionNotMet:
-        raise _explain_refusal(project_id, suffix, expected) from None
+        raise _explain_refusal(principal, project_id, suffix, expected) from None
 
 
 def delete_task(principal: Principal, task_id: str, expected: int | None) -> None:
+    """GetItem of the project (authorization), then one conditional DeleteItem."""
     project_id, suffix = _task_key(task_id)
-    _writable(models.project.get_project(project_id), principal, _NOT_FOUND)
+    _writable(principal, project_id)
     try:
         models.task.delete_task(project_id, suffix, expected)
     except models.project.ConditionNotMet:
-        raise _explain_refusal(project_id, suffix, expected) from None
+        raise _explain_refusal(principal, project_id, suffix, expected) from None
 
 
 def project_tasks(
