@@ -22,15 +22,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.dynamodb_calls import CallRecorder, recording_aws_calls
-from tests.test_projects import (
+from tests.data.dynamodb_calls import CallRecorder, recording_aws_calls
+from tests.data.helpers import (
     Team,
     User,
     add_member,
     all_items,
     assert_problem,
     bearer,
-    data_test_environment,
     make_team,
     new_project,
     new_task,
@@ -38,12 +37,6 @@ from tests.test_projects import (
     unique,
     walk_pages,
 )
-
-
-@pytest.fixture(scope="module")
-def app_environment(app_environment: dict[str, str]) -> Iterator[dict[str, str]]:
-    with data_test_environment(app_environment) as environment:
-        yield environment
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,35 +47,6 @@ def aws_calls() -> Iterator[CallRecorder]:
     scans = [call for call in recorder.dynamodb() if call.operation == "Scan"]
     if scans:
         pytest.fail(f"{len(scans)} DynamoDB Scan call(s) were made: {scans}")
-
-
-@pytest.fixture(scope="module")
-def owner(make_user: Any) -> User:
-    user: User = make_user()
-    return user
-
-
-@pytest.fixture(scope="module")
-def editor(make_user: Any) -> User:
-    user: User = make_user()
-    return user
-
-
-@pytest.fixture(scope="module")
-def viewer(make_user: Any) -> User:
-    user: User = make_user()
-    return user
-
-
-@pytest.fixture(scope="module")
-def outsider(make_user: Any) -> User:
-    user: User = make_user()
-    return user
-
-
-@pytest.fixture
-def team(client: TestClient, owner: User, editor: User, viewer: User) -> Team:
-    return make_team(client, owner, editor, viewer)
 
 
 def own_client(app: FastAPI) -> TestClient:

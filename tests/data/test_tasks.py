@@ -2,61 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.test_projects import (
+from tests.data.helpers import (
     Team,
     User,
     add_member,
     all_items,
     assert_problem,
     bearer,
-    data_test_environment,
-    make_team,
     new_project,
     new_task,
     unique,
     walk_pages,
 )
-
-
-@pytest.fixture(scope="module")
-def app_environment(app_environment: dict[str, str]) -> Iterator[dict[str, str]]:
-    with data_test_environment(app_environment) as environment:
-        yield environment
-
-
-@pytest.fixture(scope="module")
-def owner(make_user: Any) -> User:
-    user: User = make_user()
-    return user
-
-
-@pytest.fixture(scope="module")
-def editor(make_user: Any) -> User:
-    user: User = make_user()
-    return user
-
-
-@pytest.fixture(scope="module")
-def viewer(make_user: Any) -> User:
-    user: User = make_user()
-    return user
-
-
-@pytest.fixture(scope="module")
-def outsider(make_user: Any) -> User:
-    user: User = make_user()
-    return user
-
-
-@pytest.fixture
-def team(client: TestClient, owner: User, editor: User, viewer: User) -> Team:
-    return make_team(client, owner, editor, viewer)
 
 
 @pytest.fixture
