@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -229,6 +229,74 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
+# AWS answers that mean "try again shortly", whichever client (PynamoDB, boto3) raised them.
+_RETRYABLE_AWS_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "LimitExceededException",
+    }
+)
+DATA_STORE_RETRY_AFTER_SECONDS = 2
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and everything it wraps (`__cause__`, `__context__`, PynamoDB's `.cause`)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = getattr(current, "cause", None)
+        pending.extend(
+            [current.__cause__, current.__context__, wrapped if isinstance(wrapped, BaseException) else None]
+        )
+
+
+def is_transient_aws_failure(error: BaseException) -> bool:
+    """Throttling, an AWS-side 5xx, a timeout or an unreachable endpoint: worth a retry, not a 500."""
+    # Imported here, on the error path only: botocore costs cold-start time that /health never needs.
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    for cause in _causes(error):
+        if isinstance(cause, (ConnectionError, HTTPClientError)):
+            return True
+        if isinstance(cause, ClientError):
+            if cause.response.get("Error", {}).get("Code") in _RETRYABLE_AWS_CODES:
+                return True
+            status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if isinstance(status, int) and status >= 500:
+                return True
+    return False
+
+
+def transient_failure_response(scope: Scope) -> JSONResponse:
+    return problem_response(
+        scope,
+        status=HTTPStatus.SERVICE_UNAVAILABLE,
+        problem="service-unavailable",
+        title="Service unavailable",
+        detail="A backing service is busy or unreachable; retry shortly.",
+        headers={"Retry-After": str(DATA_STORE_RETRY_AFTER_SECONDS)},
+    )
+
+
+def error_response(scope: Scope, error: BaseException) -> JSONResponse:
+    """503 for transient AWS failures, a bare 500 problem for anything else; nothing of either leaks."""
+    if is_transient_aws_failure(error):
+        logger.warning("a backing service failed transiently", exc_info=error)
+        return transient_failure_response(scope)
+    logger.error("unhandled error", exc_info=error)
+    return internal_error_response(scope)
+
+
 def internal_error_response(scope: Scope) -> JSONResponse:
     # Nothing of the exception reaches the client: no message, no traceback, no AWS error text.
     return problem_response(
@@ -241,8 +309,7 @@ def internal_error_response(scope: Scope) -> JSONResponse:
 
 
 async def _unhandled_error(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error outside the error middleware")
-    return internal_error_response(request.scope)
+    return error_response(request.scope, exc)
 
 
 class UnhandledErrorMiddleware:
@@ -269,11 +336,11 @@ class UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking_start)
-        except Exception:
-            logger.exception("unhandled error")
+        except Exception as error:
             if response_started:
+                logger.exception("error after the response started")
                 raise
-            await internal_error_response(scope)(scope, receive, send)
+            await error_response(scope, error)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
