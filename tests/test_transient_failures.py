@@ -4,7 +4,6 @@ never a 500, and never shows AWS's own words."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import botocore.client
@@ -20,7 +19,7 @@ AWS_TEXT = "Throughput exceeds the current capacity of your table"
 
 
 @pytest.fixture
-def throttled_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def throttled_dynamodb(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every DynamoDB call answers ProvisionedThroughputExceeded (the stand-in cannot be made to throttle)."""
     original = botocore.client.BaseClient._make_api_call
     refused: list[str] = []
@@ -38,7 +37,7 @@ def throttled_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         return original(self, operation_name, api_params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", throttle)
-    yield refused
+    return refused
 
 
 def assert_unavailable(response: Any) -> None:
