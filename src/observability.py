@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +30,9 @@ logger = Logger(
     service=os.environ.get("POWERTOOLS_SERVICE_NAME", "stratus"),
     level=os.environ.get("LOG_LEVEL", "INFO"),
 )
+# CloudWatch EMF metrics, created once per container. No handler-wide log_metrics decorator wraps the
+# Mangum handler, so whoever adds a metric flushes it at once (one EMF line each).
+metrics = Metrics(namespace="Stratus", service=os.environ.get("POWERTOOLS_SERVICE_NAME", "stratus"))
 
 
 def request_id_of(scope: Scope) -> str:

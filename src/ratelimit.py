@@ -15,7 +15,6 @@ storage for a few seconds, so an outage does not add seconds to every request.
 from __future__ import annotations
 
 import math
-import os
 import re
 import threading
 import time
@@ -25,7 +24,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
-from aws_lambda_powertools.metrics import Metrics, MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.datastructures import MutableHeaders
@@ -33,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth import OptionalUser, Principal
 from errors import ServiceUnavailable, TooManyRequests
-from observability import logger
+from observability import logger, metrics
 from settings import Settings
 
 if TYPE_CHECKING:
@@ -60,10 +59,6 @@ STORAGE_COOL_OFF_SECONDS = 5.0
 _ONE_LIMIT = re.compile(
     r"^\s*[0-9]+\s*(/|\s*per\s*)\s*([0-9]+)?\s*(second|minute|hour|day|month|year)s?\s*$", re.IGNORECASE
 )
-
-# Created once per container. No handler-wide log_metrics decorator exists, so each failure is flushed
-# at once: one EMF line per failure.
-metrics = Metrics(namespace="Stratus", service=os.environ.get("POWERTOOLS_SERVICE_NAME", "stratus"))
 
 
 class RateLimits(BaseModel):
