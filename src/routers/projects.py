@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from auth import CurrentUser, require_scopes
+from auth import CurrentUser
 from dependencies import AppSettings, Cursors
 from idempotency import IdempotencyKey, run_once
 from pagination import Page, PageCursor, PageLimit, query_binding
 from preconditions import IfMatch, etag, expected_version
-from ratelimit import rate_limit
+from routers.common import READS, WRITES, created
 from routers.schemas import Member, MemberAdd, MemberRole, MyProject, ProjectCreate, ProjectPatch, ProjectView
 from services import projects
 
@@ -20,8 +20,6 @@ router = APIRouter(prefix="/projects", tags=["projects"])
 
 ProjectId = Annotated[str, Path(pattern=r"^[0-9A-Z]{26}$", description="The project's id.")]
 MemberId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.@+-]+$")]
-READ = [Depends(require_scopes("stratus/read")), Depends(rate_limit("read"))]
-WRITE = [Depends(require_scopes("stratus/write")), Depends(rate_limit("write"))]
 
 
 def _location(request: Request, path: str) -> str:
@@ -32,7 +30,7 @@ def _location(request: Request, path: str) -> str:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ProjectView,
-    dependencies=WRITE,
+    dependencies=WRITES,
     summary="Create a project",
 )
 async def create_project(
@@ -47,11 +45,10 @@ async def create_project(
         return ProjectView.of(project, user.subject).model_dump(mode="json")
 
     view = run_once(request, settings, user.subject, idempotency_key, body.model_dump(mode="json"), produce)
-    headers = {"Location": _location(request, f"/projects/{view['id']}"), "ETag": etag(view["version"])}
-    return JSONResponse(view, status_code=status.HTTP_201_CREATED, headers=headers)
+    return created(request, view, f"/projects/{view['id']}")
 
 
-@router.get("", response_model=Page[MyProject], dependencies=READ, summary="My projects, newest first")
+@router.get("", response_model=Page[MyProject], dependencies=READS, summary="My projects, newest first")
 async def list_my_projects(
     user: CurrentUser, cursors: Cursors, request: Request, limit: PageLimit = 20, cursor: PageCursor = None
 ) -> Page[MyProject]:
@@ -62,14 +59,14 @@ async def list_my_projects(
     )
 
 
-@router.get("/{project_id}", response_model=ProjectView, dependencies=READ, summary="One project")
+@router.get("/{project_id}", response_model=ProjectView, dependencies=READS, summary="One project")
 async def get_project(project_id: ProjectId, user: CurrentUser, response: Response) -> ProjectView:
     project = projects.visible_project(user, project_id)
     response.headers["ETag"] = etag(project.version)
     return ProjectView.of(project, user.subject)
 
 
-@router.patch("/{project_id}", response_model=ProjectView, dependencies=WRITE, summary="Change a project")
+@router.patch("/{project_id}", response_model=ProjectView, dependencies=WRITES, summary="Change a project")
 async def change_project(
     project_id: ProjectId, body: ProjectPatch, user: CurrentUser, response: Response, if_match: IfMatch = None
 ) -> ProjectView:
@@ -82,7 +79,7 @@ async def change_project(
 @router.delete(
     "/{project_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=WRITE,
+    dependencies=WRITES,
     summary="Delete a project and its tasks",
 )
 async def delete_project(project_id: ProjectId, user: CurrentUser, if_match: IfMatch = None) -> Response:
@@ -91,7 +88,7 @@ async def delete_project(project_id: ProjectId, user: CurrentUser, if_match: IfM
 
 
 @router.get(
-    "/{project_id}/members", response_model=Page[Member], dependencies=READ, summary="Members of a project"
+    "/{project_id}/members", response_model=Page[Member], dependencies=READS, summary="Members of a project"
 )
 async def list_members(
     project_id: ProjectId,
@@ -110,7 +107,7 @@ async def list_members(
     "/{project_id}/members",
     status_code=status.HTTP_201_CREATED,
     response_model=Member,
-    dependencies=WRITE,
+    dependencies=WRITES,
     summary="Add a member (owners)",
 )
 async def add_member(
@@ -129,7 +126,7 @@ async def add_member(
 @router.patch(
     "/{project_id}/members/{member_id}",
     response_model=Member,
-    dependencies=WRITE,
+    dependencies=WRITES,
     summary="Change a member's role (owners)",
 )
 async def change_member(
@@ -141,7 +138,7 @@ async def change_member(
 @router.delete(
     "/{project_id}/members/{member_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=WRITE,
+    dependencies=WRITES,
     summary="Remove a member (owners; anyone may leave)",
 )
 async def remove_member(project_id: ProjectId, member_id: MemberId, user: CurrentUser) -> Response:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from auth import CurrentUser, require_scopes
+from auth import CurrentUser
 from dependencies import AppSettings, Cursors
 from idempotency import IdempotencyKey, run_once
 from pagination import Page, PageCursor, PageLimit, query_binding
 from preconditions import IfMatch, etag, expected_version
-from ratelimit import rate_limit
+from routers.common import READS, WRITES, created
 from routers.projects import ProjectId
 from routers.schemas import Status, TaskCreate, TaskPatch, TaskView
 from services import tasks
@@ -20,15 +20,13 @@ from services import tasks
 router = APIRouter(tags=["tasks"])
 
 TaskId = Annotated[str, Path(pattern=r"^[0-9A-Z]{26}\.[0-9A-Z]{26}$", description="The task's id.")]
-READ = [Depends(require_scopes("stratus/read")), Depends(rate_limit("read"))]
-WRITE = [Depends(require_scopes("stratus/write")), Depends(rate_limit("write"))]
 
 
 @router.post(
     "/projects/{project_id}/tasks",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskView,
-    dependencies=WRITE,
+    dependencies=WRITES,
     summary="Create a task",
 )
 async def create_task(
@@ -43,17 +41,13 @@ async def create_task(
         return TaskView.of(tasks.create_task(user, project_id, body.model_dump())).model_dump(mode="json")
 
     view = run_once(request, settings, user.subject, idempotency_key, body.model_dump(mode="json"), produce)
-    headers = {
-        "Location": f"{request.scope.get('root_path', '')}/tasks/{view['id']}",
-        "ETag": etag(view["version"]),
-    }
-    return JSONResponse(view, status_code=status.HTTP_201_CREATED, headers=headers)
+    return created(request, view, f"/tasks/{view['id']}")
 
 
 @router.get(
     "/projects/{project_id}/tasks",
     response_model=Page[TaskView],
-    dependencies=READ,
+    dependencies=READS,
     summary="Tasks of a project",
 )
 async def list_project_tasks(
@@ -88,14 +82,14 @@ async def list_project_tasks(
     )
 
 
-@router.get("/tasks/{task_id}", response_model=TaskView, dependencies=READ, summary="One task")
+@router.get("/tasks/{task_id}", response_model=TaskView, dependencies=READS, summary="One task")
 async def get_task(task_id: TaskId, user: CurrentUser, response: Response) -> TaskView:
     task = tasks.get_task(user, task_id)
     response.headers["ETag"] = etag(task.version)
     return TaskView.of(task)
 
 
-@router.patch("/tasks/{task_id}", response_model=TaskView, dependencies=WRITE, summary="Change a task")
+@router.patch("/tasks/{task_id}", response_model=TaskView, dependencies=WRITES, summary="Change a task")
 async def change_task(
     task_id: TaskId, body: TaskPatch, user: CurrentUser, response: Response, if_match: IfMatch = None
 ) -> TaskView:
@@ -105,7 +99,7 @@ async def change_task(
 
 
 @router.delete(
-    "/tasks/{task_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=WRITE, summary="Delete a task"
+    "/tasks/{task_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=WRITES, summary="Delete a task"
 )
 async def delete_task(task_id: TaskId, user: CurrentUser, if_match: IfMatch = None) -> Response:
     tasks.delete_task(user, task_id, expected_version(if_match))
@@ -115,7 +109,7 @@ async def delete_task(task_id: TaskId, user: CurrentUser, if_match: IfMatch = No
 @router.get(
     "/me/tasks",
     response_model=Page[TaskView],
-    dependencies=READ,
+    dependencies=READS,
     summary="Tasks assigned to me, soonest due first",
 )
 async def my_tasks(
