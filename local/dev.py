@@ -61,7 +61,7 @@ def _banner(resources: LocalResources, api_port: int) -> str:
   Demo data: project "Launch plan" (alice owns it, bob edits it) with four tasks.
 
   Access token:  make -s token            (alice)   |   make -s token as=bob
-  Try it:        curl -H "Authorization: Bearer $(make -s token)" {base}/health
+  Try it:        curl -H "Authorization: Bearer $(make -s token)" {base}/me
   In /docs:      Authorize -> paste the token.
 
   Ctrl-C stops everything.
