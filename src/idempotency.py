@@ -79,14 +79,14 @@ def run_once(
     def execute(request_fingerprint: dict[str, Any]) -> dict[str, Any]:
         return produce()
 
-    route = request.scope.get("route")
-    execute.__qualname__ = f"{request.method} {getattr(route, 'path', request.url.path)}"
     guarded = idempotent_function(
         data_keyword_argument="request_fingerprint",
         persistence_store=_persistence(settings.idempotency_table_name),
         config=config,
     )(execute)
-    fingerprint = {"scope": f"{caller}|{request.method}|{execute.__qualname__}|{key}", "body": body}
+    # The key is the caller's own, per route: the same key elsewhere or from someone else is another request.
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    fingerprint = {"scope": f"{caller}|{request.method}|{route}|{key}", "body": body}
     deadline = time.monotonic() + _WAIT_FOR_IN_PROGRESS_SECONDS
     while True:
         try:

@@ -15,7 +15,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
@@ -297,29 +297,3 @@ def list_my_projects(
         last_evaluated_key=start_key,
     )
     return page_of((m for m in results if isinstance(m, Membership)), limit, INDEX_KEYS["gsi1"])
-
-
-def save_without_overwrite(item: StratusItem) -> None:
-    try:
-        item.save(condition=StratusItem.pk.does_not_exist())
-    except PutError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            raise ConditionNotMet from None
-        raise
-
-
-__all__ = (
-    "MAX_MEMBERS",
-    "ConditionNotMet",
-    "Membership",
-    "Project",
-    "change_roles",
-    "create_project",
-    "delete_project",
-    "get_project",
-    "list_members",
-    "list_my_projects",
-    "purge_project_items",
-    "refresh_memberships",
-    "update_project",
-)
