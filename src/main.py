@@ -19,6 +19,7 @@ from errors import UnhandledErrorMiddleware, install_error_handlers
 from gateway import HttpApiGateway, RestApiGateway
 from models import bind_models
 from observability import REQUEST_ID_HEADER, RequestContextMiddleware
+from openapi import install_openapi
 from pagination import CursorCodec
 from ratelimit import install_rate_limits
 from routers import admin, api_keys, health, me, projects, root, tasks
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     # Last: API routes are matched first on every request; the docs pages are rarely asked for.
     install_docs(app)
+    install_openapi(app)
     return app
 
 

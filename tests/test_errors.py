@@ -223,3 +223,23 @@ def test_every_response_carries_the_security_headers(http: TestClient, path: str
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["strict-transport-security"].startswith("max-age=")
+
+
+def test_the_openapi_document_declares_problem_json_for_every_error(http: TestClient) -> None:
+    document = http.get("/openapi.json").json()
+    assert "Problem" in document["components"]["schemas"]
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    operations = [op for item in document["paths"].values() for op in item.values()]
+    assert operations
+    for operation in operations:
+        for status in ("422", "500", "503"):
+            assert status in operation["responses"], operation["operationId"]
+        for status, response in operation["responses"].items():
+            if status[0] in "45":
+                assert list(response["content"]) == ["application/problem+json"], (
+                    operation["operationId"],
+                    status,
+                )
+    secured = [op for op in operations if op.get("security")]
+    assert secured
+    assert all("401" in op["responses"] for op in secured)
