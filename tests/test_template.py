@@ -389,6 +389,44 @@ def test_every_function_environment_variable_is_read_by_the_app(api_function: di
     assert unread <= ENVIRONMENT_READ_ELSEWHERE, f"no Settings field reads {sorted(unread)}"
 
 
+def _deployed_value(value: Any, parameters: dict[str, str]) -> str:
+    """What CloudFormation would put in an environment variable, with stand-in ids for resources."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return parameters.get(value["Ref"], f"{value['Ref'].lower()}-id")
+    if "Fn::Sub" in value:
+        return re.sub(
+            r"\$\{([^}]+)\}",
+            lambda m: parameters.get(m.group(1), f"{m.group(1).lower()}-id"),
+            value["Fn::Sub"],
+        )
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(_deployed_value(part, parameters) for part in parts)
+    raise AssertionError(f"unexpected intrinsic in an environment variable: {value}")
+
+
+@pytest.mark.parametrize("function_name", ["ApiFunction", "StreamFunction"])
+def test_every_function_starts_with_the_prod_environment(
+    template: dict[str, Any], resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch, function_name: str
+) -> None:
+    # The prod Settings refuse development values and missing ids: a function deployed without them
+    # would fail at import, on its first invocation.
+    parameters = {"Stage": "prod", "CorsAllowOrigins": "https://app.example.com", "LogLevel": "INFO"}
+    variables = {
+        **template["Globals"]["Function"]["Environment"]["Variables"],
+        **resources[function_name]["Properties"].get("Environment", {}).get("Variables", {}),
+    }
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, _deployed_value(value, parameters))
+    settings = Settings()
+    assert settings.stage == "prod"
+    assert settings.rate_limit_storage_uri.startswith("dynamodb://")
+
+
 def test_stage_parameter_values_are_stages_the_settings_accept(template: dict[str, Any]) -> None:
     allowed = set(Settings.model_fields["stage"].annotation.__args__)  # type: ignore[union-attr]
     assert set(template["Parameters"]["Stage"]["AllowedValues"]) <= allowed
