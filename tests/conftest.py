@@ -3,6 +3,8 @@ pointed at them exactly as in production (standard AWS SDK variables), and real 
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,6 +21,8 @@ from local.resources import (
     standin_environment,
 )
 from local.standin import StandIn
+
+from observability import logger
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +74,19 @@ def make_user(aws_resources: LocalResources):  # type: ignore[no-untyped-def]
         return {"email": email, "sub": sub, **tokens}
 
     return _make_user
+
+
+@pytest.fixture
+def app_log() -> Iterator[io.StringIO]:
+    """The app's log output, formatted exactly as in Lambda (Powertools JSON)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger._logger.addHandler(handler)
+    try:
+        yield stream
+    finally:
+        logger._logger.removeHandler(handler)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +14,6 @@ from pydantic import BaseModel, Field
 
 import errors
 from main import create_app
-from observability import logger
 from settings import Settings
 
 ALLOWED_ORIGIN = "https://app.example.com"
@@ -167,19 +165,6 @@ def test_preflight_is_answered_with_a_request_id(http: TestClient) -> None:
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
     assert response.headers["x-request-id"]
-
-
-@pytest.fixture
-def app_log() -> Iterator[io.StringIO]:
-    """The app's log output, formatted exactly as in Lambda (Powertools JSON)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logger.registered_formatter)
-    logger._logger.addHandler(handler)
-    try:
-        yield stream
-    finally:
-        logger._logger.removeHandler(handler)
 
 
 def test_every_log_line_of_a_request_carries_its_request_id(http: TestClient, app_log: io.StringIO) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import logging
 import math
 import os
 import socket
@@ -30,7 +29,6 @@ from starlette.requests import Request
 
 from auth import Principal
 from main import create_handler
-from observability import logger
 from ratelimit import RateLimitHeadersMiddleware, RateLimits, install_rate_limits, rate_limit_key
 from ratelimit_storage import COUNTER_PREFIX, WINDOW_PREFIX, DynamoDBStorage
 from settings import Settings
@@ -332,19 +330,6 @@ def silent_endpoint() -> Iterator[str]:
     listener.listen(16)
     yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     listener.close()
-
-
-@pytest.fixture
-def app_log() -> Iterator[io.StringIO]:
-    """The app's log output, formatted exactly as in Lambda (Powertools JSON)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logger.registered_formatter)
-    logger._logger.addHandler(handler)
-    try:
-        yield stream
-    finally:
-        logger._logger.removeHandler(handler)
 
 
 def _json_lines(output: str) -> list[dict[str, Any]]:
