@@ -92,54 +92,51 @@ def cold_start_row(options: Options) -> Row:
     )
 
 
-def warm_row(options: Options) -> Row:
-    os.environ.update(APP_ENVIRONMENT)
+def _warm_against_bare(options: Options, handler: Any, measure: str, detail: str) -> Row:
+    """Microseconds per GET /health through `handler`, against the bare route, in the same run."""
     import bare_app
-    import main
 
     measured = microseconds_per_invocation(
-        {"stratus": main.handler, "bare": bare_app.handler},
+        {"stratus": handler, "bare": bare_app.handler},
         health_event(),
         LambdaContext(),
         calls=options.warm_calls,
         batches=options.warm_batches,
     )
     return Row(
-        measure="warm: GET /health per invocation",
+        measure=measure,
         unit="µs",
         stratus=measured["stratus"],
         baseline_name="bare async FastAPI+Mangum",
         baseline=measured["bare"],
         target=1.5,
-        detail=(
-            f"median of {options.warm_batches} batches of {options.warm_calls} calls, in-process; "
-            "stratus logs one line per request (to /dev/null)"
-        ),
+        detail=detail,
+    )
+
+
+def warm_row(options: Options) -> Row:
+    os.environ.update(APP_ENVIRONMENT)
+    import main
+
+    return _warm_against_bare(
+        options,
+        main.handler,
+        "warm: GET /health per invocation",
+        f"median of {options.warm_batches} batches of {options.warm_calls} calls, in-process; "
+        "stratus logs one line per request (to /dev/null)",
     )
 
 
 def warm_without_access_log_row(options: Options) -> Row:
     os.environ.update(APP_ENVIRONMENT)
-    import bare_app
     from main import create_app, create_handler
     from settings import Settings
 
-    quiet = create_handler(create_app(Settings(access_log=False)))
-    measured = microseconds_per_invocation(
-        {"stratus": quiet, "bare": bare_app.handler},
-        health_event(),
-        LambdaContext(),
-        calls=options.warm_calls,
-        batches=options.warm_batches,
-    )
-    return Row(
-        measure="warm: GET /health, ACCESS_LOG=false",
-        unit="µs",
-        stratus=measured["stratus"],
-        baseline_name="bare async FastAPI+Mangum",
-        baseline=measured["bare"],
-        target=1.5,
-        detail="the same handler stack without the per-request access line (API Gateway logs it too)",
+    return _warm_against_bare(
+        options,
+        create_handler(create_app(Settings(access_log=False))),
+        "warm: GET /health, ACCESS_LOG=false",
+        "the same handler stack without the per-request access line (API Gateway logs it too)",
     )
 
 

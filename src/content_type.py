@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from errors import DomainError, problem_response
+from errors import DomainError, domain_error_response
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -45,14 +45,6 @@ class JsonBodiesOnlyMiddleware:
                     f"Send the request body as application/json (got {content_type or 'no Content-Type'}).",
                     headers={"Accept-Post": "application/json", "Accept-Patch": "application/json"},
                 )
-                response = problem_response(
-                    scope,
-                    status=error.status,
-                    problem=error.problem,
-                    title=error.title,
-                    detail=error.detail,
-                    headers=error.headers,
-                )
-                await response(scope, receive, send)
+                await domain_error_response(scope, error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

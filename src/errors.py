@@ -154,17 +154,22 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
+def domain_error_response(scope: Scope, error: DomainError) -> JSONResponse:
+    """The problem a domain error stands for (also for middleware that answers before any route runs)."""
+    return problem_response(
+        scope,
+        status=error.status,
+        problem=error.problem,
+        title=error.title,
+        detail=error.detail,
+        headers=error.headers,
+        extensions=error.extensions,
+    )
+
+
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return problem_response(
-        request.scope,
-        status=exc.status,
-        problem=exc.problem,
-        title=exc.title,
-        detail=exc.detail,
-        headers=exc.headers,
-        extensions=exc.extensions,
-    )
+    return domain_error_response(request.scope, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
