@@ -13,9 +13,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 HOST = "127.0.0.1"
 _PARENT_POLL_SECONDS = 0.5
@@ -31,13 +37,40 @@ def _parent_alive(pid: int) -> bool:
     return os.getppid() == pid
 
 
-def serve(port: int, parent_pid: int | None) -> None:
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+class OneDynamoDbCallAtATime:
+    """WSGI middleware that lets one DynamoDB (or DynamoDB Streams) call run at a time.
 
-    server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
-    server.start()
-    _, bound_port = server.get_host_and_port()
-    print(f"READY {bound_port}", flush=True)
+    DynamoDB applies every single operation and every transaction atomically. moto serves each request on
+    its own thread without a lock: two transactions can both pass their conditions before either writes,
+    two ADD updates can lose an increment, and a refused transaction restores whole tables, undoing
+    writes that other threads made meanwhile. Serializing the DynamoDB calls gives the stand-in the
+    atomicity the app relies on; the other services keep serving concurrently.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return self._app(environ, start_response)
+        with self._lock:
+            # The whole body is produced under the lock: a lazy body could still be reading the tables.
+            return list(self._app(environ, start_response))
+
+
+def serve(port: int, parent_pid: int | None) -> None:
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    app = OneDynamoDbCallAtATime(DomainDispatcherApplication(create_backend_app))
+    server = make_server(HOST, port, app, threaded=True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, name="standin", daemon=True).start()
+    print(f"READY {server.server_address[1]}", flush=True)
     stop = False
 
     def request_stop(*_: object) -> None:

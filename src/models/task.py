@@ -136,8 +136,9 @@ def update_task(project_id: str, suffix: str, changes: dict[str, Any], expected_
 
     The caller's role was read just before from the project item. A transaction with a ConditionCheck on
     the project would close the one-round-trip window in which a just-removed member could still write,
-    at the price of a second read for the answer; the local stand-in also restores whole tables when a
-    transaction fails, undoing concurrent writes, which would make the concurrency tests meaningless.
+    at the price of doubled write capacity and a second read for the answer (TransactWriteItems returns no
+    item). A write admitted in that window is indistinguishable from one that arrived just before the
+    removal, so the single UpdateItem is the better trade.
     """
     actions: list[Action] = [Task.updated_at.set(datetime.now(UTC)), Task.version.add(1)]
     task_id = f"{project_id}.{suffix}"

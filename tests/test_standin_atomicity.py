@@ -1,0 +1,108 @@
+"""The stand-in gives DynamoDB's per-operation atomicity: the app's concurrency guarantees (conditional
+transactions, ADD counters) are only tested for real when concurrent calls cannot interleave inside one."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from local.resources import LocalResources
+
+THREADS = 8
+
+
+def run_at_once(work: Callable[[int], Any]) -> list[Any]:
+    start = threading.Barrier(THREADS)
+    results: list[Any] = [None] * THREADS
+
+    def run(index: int) -> None:
+        start.wait()
+        results[index] = work(index)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+@pytest.fixture(scope="module")
+def dynamodb(aws_resources: LocalResources) -> Any:
+    return boto3.client("dynamodb", endpoint_url=aws_resources.endpoint)
+
+
+def test_concurrent_add_updates_lose_no_increment(dynamodb: Any, aws_resources: LocalResources) -> None:
+    key = {"pk": {"S": "ATOMICITY#counter"}, "sk": {"S": "COUNTER"}}
+    per_thread = 40
+
+    def add(_: int) -> None:
+        for _ in range(per_thread):
+            dynamodb.update_item(
+                TableName=aws_resources.table_name,
+                Key=key,
+                UpdateExpression="ADD hits :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+
+    run_at_once(add)
+    item = dynamodb.get_item(TableName=aws_resources.table_name, Key=key, ConsistentRead=True)["Item"]
+    assert int(item["hits"]["N"]) == THREADS * per_thread
+
+
+def test_conditional_transactions_on_one_item_admit_exactly_one_writer(
+    dynamodb: Any, aws_resources: LocalResources
+) -> None:
+    """Each round, every thread tries to claim the same free slot with a transaction whose condition is
+    that the slot is still free: exactly one claim per round may succeed."""
+    rounds = 15
+    for round_number in range(rounds):
+        key = {"pk": {"S": "ATOMICITY#slot"}, "sk": {"S": f"ROUND#{round_number}"}}
+        dynamodb.put_item(TableName=aws_resources.table_name, Item={**key, "holder": {"S": "-"}})
+
+        def claim(index: int, key: dict[str, Any] = key, round_number: int = round_number) -> str:
+            try:
+                dynamodb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": aws_resources.table_name,
+                                "Key": key,
+                                "UpdateExpression": "SET holder = :me",
+                                "ConditionExpression": "holder = :free",
+                                "ExpressionAttributeValues": {":me": {"S": str(index)}, ":free": {"S": "-"}},
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": aws_resources.table_name,
+                                "Item": {
+                                    "pk": {"S": "ATOMICITY#claim"},
+                                    "sk": {"S": f"ROUND#{round_number}#{index}"},
+                                },
+                            }
+                        },
+                    ]
+                )
+            except ClientError as error:
+                return str(error.response["Error"]["Code"])
+            return "claimed"
+
+        claims = run_at_once(claim)
+        assert sorted(claims) == sorted(["claimed"] + ["TransactionCanceledException"] * (THREADS - 1)), (
+            claims
+        )
+        written = dynamodb.query(
+            TableName=aws_resources.table_name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :round)",
+            ExpressionAttributeValues={
+                ":pk": {"S": "ATOMICITY#claim"},
+                ":round": {"S": f"ROUND#{round_number}#"},
+            },
+            ConsistentRead=True,
+        )["Items"]
+        assert len(written) == 1, (round_number, written)
