@@ -4,13 +4,18 @@ lists the errors any request can meet."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, Field
 
+from auth import current_principal, optional_principal
 from errors import PROBLEM_CONTENT_TYPE
+from ratelimit import is_rate_limit
 
 
 class FieldError(BaseModel):
@@ -40,11 +45,57 @@ _ALWAYS = {
     "500": "Unexpected failure; quote the request id",
     "503": "A backing service is busy or unreachable; see Retry-After",
 }
-_WHEN_AUTHENTICATED = {
+_WHEN_CREDENTIALS_REQUIRED = {
     "401": "Missing or invalid credentials (WWW-Authenticate: Bearer)",
     "403": "Authenticated, but not allowed",
-    "429": "Rate limit exceeded; see Retry-After",
 }
+_WHEN_CREDENTIALS_OPTIONAL = {"401": "Invalid credentials (WWW-Authenticate: Bearer)"}
+_WHEN_LIMITED = {"429": "Rate limit exceeded; see Retry-After"}
+
+
+@dataclass(frozen=True)
+class _RouteFacts:
+    credentials_required: bool
+    credentials_accepted: bool
+    rate_limited: bool
+
+
+def _calls(dependant: Dependant) -> set[Any]:
+    found = {dependant.call}
+    for dependency in dependant.dependencies:
+        found |= _calls(dependency)
+    return found
+
+
+def _route_facts(app: FastAPI) -> dict[tuple[str, str], _RouteFacts]:
+    """What each operation's dependencies imply for its errors, keyed by (path, lower-case method)."""
+    facts: dict[tuple[str, str], _RouteFacts] = {}
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute):
+            continue
+        calls = _calls(context.dependant)
+        route_facts = _RouteFacts(
+            credentials_required=current_principal in calls,
+            credentials_accepted=optional_principal in calls,
+            rate_limited=any(is_rate_limit(call) for call in calls),
+        )
+        for method in context.methods or ():
+            facts[(str(context.path_format), method.lower())] = route_facts
+    return facts
+
+
+def _errors_of(facts: _RouteFacts | None) -> dict[str, str]:
+    errors = dict(_ALWAYS)
+    if facts is None:
+        return errors
+    if facts.credentials_required:
+        errors.update(_WHEN_CREDENTIALS_REQUIRED)
+    elif facts.credentials_accepted:
+        errors.update(_WHEN_CREDENTIALS_OPTIONAL)
+    if facts.rate_limited:
+        errors.update(_WHEN_LIMITED)
+    return errors
 
 
 def _problem_response(description: str) -> dict[str, Any]:
@@ -64,12 +115,15 @@ def _document(app: FastAPI) -> dict[str, Any]:
     problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     problem.pop("$defs", None)
     schemas["Problem"] = problem
-    for path_item in document.get("paths", {}).values():
-        for operation in path_item.values():
+    facts = _route_facts(app)
+    for path, path_item in document.get("paths", {}).items():
+        for method, operation in path_item.items():
+            route_facts = facts.get((path, method))
+            if route_facts and route_facts.credentials_accepted and not route_facts.credentials_required:
+                # Anonymous callers are welcome too: an empty requirement makes the credentials optional.
+                operation["security"] = [{}, *operation.get("security", [])]
             responses: dict[str, Any] = operation.setdefault("responses", {})
-            extra = dict(_ALWAYS)
-            if operation.get("security"):
-                extra.update(_WHEN_AUTHENTICATED)
+            extra = _errors_of(route_facts)
             for status, description in extra.items():
                 responses.setdefault(status, {"description": description})
             for status, response in responses.items():

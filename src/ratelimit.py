@@ -267,6 +267,11 @@ def rate_limit(route_class: RouteClass) -> Callable[..., Awaitable[None]]:
     return limit_route
 
 
+def is_rate_limit(dependency: object) -> bool:
+    """Whether `dependency` is one of the rate_limit() dependencies (for the OpenAPI document and tests)."""
+    return any(dependency is rate_limit(route_class) for route_class in ("read", "write", "expensive"))
+
+
 class RateLimitHeadersMiddleware:
     """Adds the X-RateLimit-* headers to the response of every limited request, whatever the route
     returned (a model, a dict, a Response) and to its 429 problem; it reads what `enforce` left in the

@@ -59,8 +59,13 @@ class IssuedApiKey(ApiKeyInfo):
     secret: str = Field(description="Shown only in this response: store it now.")
 
 
+# Minting a key reads the master secret and writes an item: the expensive class.
 @router.post(
-    "", response_model=IssuedApiKey, status_code=status.HTTP_201_CREATED, summary="Create an API key"
+    "",
+    response_model=IssuedApiKey,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an API key",
+    dependencies=[Depends(rate_limit("expensive"))],
 )
 async def create_api_key(
     body: ApiKeyRequest, user: CurrentUser, settings: AppSettings, request: Request, response: Response
