@@ -5,15 +5,9 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from errors import DomainError, domain_error_response
+from errors import UnsupportedMediaType, domain_error_response
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-class UnsupportedMediaType(DomainError):
-    status = 415
-    problem = "unsupported-media-type"
-    title = "Unsupported media type"
 
 
 def _is_json(content_type: str) -> bool:

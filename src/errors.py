@@ -78,6 +78,12 @@ class PreconditionFailed(DomainError):
     title = "Precondition failed"
 
 
+class UnsupportedMediaType(DomainError):
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    problem = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
 class UnprocessableContent(DomainError):
     status = 422
     problem = "unprocessable-content"

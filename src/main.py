@@ -9,11 +9,11 @@ from fastapi.routing import APIRoute
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 
 from app_secrets import derived_key
 from auth import TokenVerifier
 from content_type import JsonBodiesOnlyMiddleware
+from cors import ProblemCORSMiddleware
 from docs import install_docs
 from errors import UnhandledErrorMiddleware, install_error_handlers
 from gateway import HttpApiGateway, RestApiGateway
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         middleware=[
             Middleware(RequestContextMiddleware, access_log=settings.access_log),
             Middleware(
-                CORSMiddleware,
+                ProblemCORSMiddleware,
                 allow_origins=settings.cors_allow_origins,
                 allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
                 allow_headers=[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -12,7 +13,8 @@ Stage = Literal["dev", "test", "staging", "prod"]
 
 # The local stand-in signs every user pool with one key whose private half is public knowledge;
 # its issuer host is the real Cognito one, so production must refuse tokens whose JWKS came from elsewhere.
-_DEVELOPMENT_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "[::1]")  # noqa: S104
+_DEVELOPMENT_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "[::1]", "host.docker.internal")  # noqa: S104
+_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
 
 
 def _split_csv(value: object) -> object:
@@ -64,14 +66,6 @@ class Settings(BaseSettings):
     # True: 503 while the counters are unreachable. False: admit, log, count RateLimitStorageErrors.
     rate_limit_fail_closed: bool = False
 
-    # Where the AWS SDK is pointed; read here only so that production can refuse a stand-in.
-    aws_endpoint_url: str = Field(default="", validation_alias="AWS_ENDPOINT_URL")
-    aws_endpoint_url_dynamodb: str = Field(default="", validation_alias="AWS_ENDPOINT_URL_DYNAMODB")
-    aws_endpoint_url_cognito_idp: str = Field(default="", validation_alias="AWS_ENDPOINT_URL_COGNITO_IDP")
-    aws_endpoint_url_secrets_manager: str = Field(
-        default="", validation_alias="AWS_ENDPOINT_URL_SECRETS_MANAGER"
-    )
-
     # DynamoDB client limits: a request must never wait near API Gateway's 29 s integration timeout.
     dynamodb_connect_timeout_seconds: float = 1.0
     dynamodb_read_timeout_seconds: float = 2.5
@@ -97,16 +91,12 @@ class Settings(BaseSettings):
 
     @property
     def endpoint_overrides(self) -> list[str]:
-        return [
-            url
-            for url in (
-                self.aws_endpoint_url,
-                self.aws_endpoint_url_dynamodb,
-                self.aws_endpoint_url_cognito_idp,
-                self.aws_endpoint_url_secrets_manager,
-            )
-            if url
-        ]
+        """The SDK endpoint overrides in the environment: AWS_ENDPOINT_URL and every
+        AWS_ENDPOINT_URL_<SERVICE> (botocore reads one per service, e.g. ..._COGNITO_IDENTITY_PROVIDER),
+        so prod can refuse a stand-in whichever service it would reach."""
+        return sorted(
+            name for name, value in os.environ.items() if name.startswith(_ENDPOINT_VARIABLE) and value
+        )
 
     @model_validator(mode="after")
     def _refuse_development_values_in_production(self) -> Settings:
@@ -118,7 +108,9 @@ class Settings(BaseSettings):
         if any(origin.startswith("http://") for origin in self.cors_allow_origins):
             problems.append("CORS_ALLOW_ORIGINS must be https origins in prod")
         if self.endpoint_overrides:
-            problems.append("AWS_ENDPOINT_URL* must not be set in prod (they point the SDK at a stand-in)")
+            problems.append(
+                f"{', '.join(self.endpoint_overrides)} must not be set in prod (they point the SDK at a stand-in)"
+            )
         if self.rate_limit_storage_uri.startswith("memory://"):
             problems.append("RATE_LIMIT_STORAGE_URI must be shared storage in prod, not memory://")
         if self.cognito_jwks_url and any(host in self.cognito_jwks_url for host in _DEVELOPMENT_HOSTS):

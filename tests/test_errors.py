@@ -167,6 +167,37 @@ def test_preflight_is_answered_with_a_request_id(http: TestClient) -> None:
     assert response.headers["x-request-id"]
 
 
+@pytest.mark.parametrize(
+    ("origin", "method", "headers", "refused"),
+    [
+        ("https://evil.example", "POST", "content-type", "origin"),
+        (ALLOWED_ORIGIN, "TRACE", "content-type", "method"),
+        (ALLOWED_ORIGIN, "POST", "content-type, x-debug-everything", "headers"),
+    ],
+)
+def test_a_refused_preflight_is_a_problem(
+    http: TestClient, origin: str, method: str, headers: str, refused: str
+) -> None:
+    response = http.options(
+        "/_test/widgets",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": headers,
+        },
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["type"].endswith("cors-preflight-refused")
+    assert refused in body["detail"]
+    assert body["instance"] == "/_test/widgets"
+    assert body["request_id"] == response.headers["x-request-id"]
+    # The browser still learns what the policy allows; a foreign origin is never echoed.
+    assert "access-control-allow-methods" in response.headers
+    assert response.headers.get("access-control-allow-origin") in (None, ALLOWED_ORIGIN)
+
+
 def test_every_log_line_of_a_request_carries_its_request_id(http: TestClient, app_log: io.StringIO) -> None:
     response = http.get("/_test/boom")
     request_id = response.headers["x-request-id"]

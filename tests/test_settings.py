@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -18,13 +20,9 @@ PROD_OK = {
 
 @pytest.fixture(autouse=True)
 def no_endpoint_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_DYNAMODB",
-        "AWS_ENDPOINT_URL_COGNITO_IDP",
-        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL"):
+            monkeypatch.delenv(name)
 
 
 def test_production_settings_with_real_values_are_accepted() -> None:
@@ -52,10 +50,56 @@ def test_production_refuses_development_values(override: dict[str, object], comp
         Settings(**{**PROD_OK, **override})
 
 
-def test_production_refuses_an_sdk_endpoint_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:4566")
-    with pytest.raises(ValidationError, match="AWS_ENDPOINT_URL"):
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        # botocore's names: the service id, upper case, spaces as underscores.
+        "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    ],
+)
+def test_production_refuses_an_sdk_endpoint_override(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "http://127.0.0.1:4566")
+    with pytest.raises(ValidationError, match=variable):
         Settings(**PROD_OK)
+
+
+def test_the_refused_variable_names_are_the_ones_botocore_reads() -> None:
+    import botocore.session
+
+    session = botocore.session.get_session()
+    for service in ("dynamodb", "cognito-idp", "secretsmanager"):
+        service_id = session.get_service_model(service).service_id
+        variable = "AWS_ENDPOINT_URL_" + str(service_id).upper().replace(" ", "_")
+        assert variable in {
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER",
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        }, variable
+
+
+def test_production_refuses_the_docker_hosts_jwks_url() -> None:
+    url = "http://host.docker.internal:4566/pool/.well-known/jwks.json"
+    with pytest.raises(ValidationError, match="COGNITO_JWKS_URL"):
+        Settings(**{**PROD_OK, "cognito_jwks_url": url})
+
+
+def test_the_app_itself_refuses_to_start_in_prod_with_development_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import main
+    from settings import get_settings
+
+    monkeypatch.setenv("STAGE", "prod")
+    monkeypatch.setenv("RATE_LIMIT_STORAGE_URI", "memory://")
+    get_settings.cache_clear()  # a container reads its settings once; this test plays a new one
+    try:
+        with pytest.raises(ValidationError, match="RATE_LIMIT_STORAGE_URI"):
+            main.create_app()
+    finally:
+        get_settings.cache_clear()
 
 
 def test_development_values_are_fine_outside_production() -> None:
