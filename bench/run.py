@@ -49,6 +49,10 @@ class Row:
     baseline: float
     target: float
     detail: str = ""
+    # The target is met only by an equal ratio (e.g. exactly one call), not by a lower one.
+    exact: bool = False
+    # Why the measurement means nothing (e.g. the limiter made no call at all): reported as INVALID.
+    invalid_because: str = ""
 
     @property
     def ratio(self) -> float:
@@ -56,7 +60,10 @@ class Row:
 
     @property
     def verdict(self) -> str:
-        return "PASS" if self.ratio <= self.target else "MISS"
+        if self.invalid_because:
+            return "INVALID"
+        met = self.ratio == self.target if self.exact else self.ratio <= self.target
+        return "PASS" if met else "MISS"
 
 
 @dataclass(frozen=True)
@@ -231,6 +238,10 @@ def rate_limit_added_time_row(options: Options) -> Row:
             f"against the moto stand-in over loopback; the route limited {measured.limited_us:.0f} µs, "
             f"unlimited {measured.unlimited_us:.0f} µs per invocation"
         ),
+        # A limiter that skipped its storage (failing open) would add nothing and look fast.
+        invalid_because=""
+        if measured.calls_per_request == 1.0
+        else f"{measured.calls_per_request} storage calls per request",
     )
 
 
@@ -244,6 +255,7 @@ def rate_limit_calls_row(options: Options) -> Row:
         baseline=1.0,
         target=1.0,
         detail=f"botocore before-call events over {measured.requests} limited requests",
+        exact=True,
     )
 
 
@@ -261,11 +273,13 @@ def print_table(rows: list[Row]) -> None:
     for row in rows:
         print(
             f"{row.measure:<42} {row.stratus:>8.1f} {row.unit:<2}   {row.baseline_name:<30} "
-            f"{row.baseline:>8.1f} {row.unit:<2} {row.ratio:>6.2f} {'≤ ' + format(row.target, '.2f'):>7}  "
-            f"{row.verdict}"
+            f"{row.baseline:>8.1f} {row.unit:<2} {row.ratio:>6.2f} "
+            f"{('= ' if row.exact else '≤ ') + format(row.target, '.2f'):>7}  {row.verdict}"
         )
         if row.detail:
             print(f"    {row.detail}")
+        if row.invalid_because:
+            print(f"    INVALID: {row.invalid_because}")
 
 
 def main(argv: list[str] | None = None) -> int:
