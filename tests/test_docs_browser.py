@@ -30,15 +30,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import main
 from docs import DOCS_CONTENT_SECURITY_POLICY
 from tests.apigw_emulator import ApiGatewayEmulator, CustomDomainBasePath, ExecuteApiStage, rest_proxy_event
+from tests.prerequisites import missing_prerequisite
 
 EVENTS = Path(__file__).parent / "events"
 
 
 # -- Chromium ------------------------------------------------------------------------------------------
-def _running_in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 @dataclass(frozen=True)
 class BrowserVisit:
     """What one page load left behind: the rendered DOM, the console and every request the page made."""
@@ -131,10 +128,10 @@ def _page_requests(net_log: Path, page_origin: str) -> list[str]:
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> HeadlessChromium:
     executable = shutil.which(os.environ.get("CHROMIUM", "chromium"))
     if executable is None:
-        reason = "chromium is not installed (apt-get install -y chromium): the docs pages cannot be rendered"
-        if _running_in_ci():
-            pytest.fail(f"{reason}; CI must install it (make browser)")
-        pytest.skip(reason)
+        missing_prerequisite(
+            "chromium is not installed: the docs pages cannot be rendered",
+            "make browser, or apt-get install -y chromium",
+        )
     return HeadlessChromium(executable, tmp_path_factory.mktemp("chromium"))
 
 

@@ -17,6 +17,8 @@ from types import ModuleType
 
 import pytest
 
+from tests.prerequisites import missing_prerequisite
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,14 +241,14 @@ def test_bytecode_is_hash_based_and_unchecked(artifact: Path) -> None:
 
 def test_sam_build_packages_the_makefile_artifact(lambda_build: LambdaBuild) -> None:
     if not lambda_build.built_by_sam:
-        pytest.skip("SAM CLI not installed (make sam-tools): the Makefile target was run directly")
+        missing_prerequisite("SAM CLI not installed: the Makefile target was run directly", "make sam-tools")
     built_template = (lambda_build.build_dir / "template.yaml").read_text()
     assert "CodeUri: ApiFunction" in built_template
 
 
 def test_sam_validate_lint_passes() -> None:
     if not SAM.exists():
-        pytest.skip("SAM CLI not installed (make sam-tools)")
+        missing_prerequisite("SAM CLI not installed", "make sam-tools")
     result = subprocess.run(
         [str(SAM), "validate", "--lint", "--template-file", str(ROOT / "template.yaml")],
         cwd=ROOT,
