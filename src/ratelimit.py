@@ -10,6 +10,13 @@ When the counter storage fails the request is admitted (logged, counted in the `
 metric), or refused with 503 when `fail_closed` is set; it is never a 500 and never waits past the
 storage client's short timeouts. After a timeout or an unreachable endpoint the container stops asking the
 storage for a few seconds, so an outage does not add seconds to every request.
+
+slowapi supplies the Limiter (key function, storage, strategy); its `@limiter.limit` decorator and
+SlowAPIMiddleware are not used: the decorator runs before FastAPI's dependencies, so it cannot key on the
+authenticated principal without verifying the token a second time; it needs `request` (and, for its
+headers, `response`) in every route's signature, and its header injection fails on routes that return
+models or dicts; the middleware's default limits would count the docs pages and liveness too. One
+dependency per route class keeps all of that in this module.
 """
 
 from __future__ import annotations
