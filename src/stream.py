@@ -6,6 +6,8 @@ started when an API invocation could not.
   invocation timed out half-way.
 - A project's name or archived flag MODIFYed: the denormalized copies on its membership items ("my
   projects") are refreshed, the same repair for an interrupted rename.
+- A member gone from a project's `roles`: their tasks in the project are unassigned, the same repair for
+  a removal whose unassignment failed.
 
 Both actions are idempotent, so stream redeliveries are harmless. Powertools' batch processor reports
 failed records individually (ReportBatchItemFailures): one bad record never blocks the shard.
@@ -32,6 +34,11 @@ def _string(image: dict[str, Any] | None, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _roles(image: dict[str, Any]) -> dict[str, Any]:
+    roles = image.get("roles")
+    return roles if isinstance(roles, dict) else {}
+
+
 def handle_record(record: DynamoDBRecord) -> None:
     change = record.dynamodb
     if change is None or record.event_name is None:
@@ -44,11 +51,23 @@ def handle_record(record: DynamoDBRecord) -> None:
             removed = models.project.purge_project_items(project_id)
             logger.info("purged a deleted project's items", project_id=project_id, removed=removed)
         return
+    if event != "MODIFY" or _string(new, "type") != "Project":
+        return
+    project_id = str(_string(new, "project_id"))
     summary_changed = (old.get("name"), old.get("archived")) != (new.get("name"), new.get("archived"))
-    if event == "MODIFY" and _string(new, "type") == "Project" and summary_changed:
-        project = models.project.get_project(str(_string(new, "project_id")))
-        if project is not None:
-            models.project.refresh_memberships(project)
+    gone = set(_roles(old)) - set(_roles(new))
+    if not summary_changed and not gone:
+        return
+    # The item as it is now, not as the record saw it: a late record must not undo later changes.
+    project = models.project.get_project(project_id)
+    if project is None:
+        return
+    if summary_changed:
+        models.project.refresh_memberships(project)
+    for subject in sorted(gone):
+        # Re-added since: their current assignments are theirs again.
+        if project.role_of(subject) is None:
+            models.task.unassign_in_project(project_id, subject)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ never a 500, and never shows AWS's own words."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import botocore.client
@@ -18,26 +19,65 @@ from tests.test_identity import bearer
 AWS_TEXT = "Throughput exceeds the current capacity of your table"
 
 
+def refusal(operation_name: str, reasons: tuple[str, ...] = ("ThrottlingError",)) -> ClientError:
+    """What DynamoDB answers when it is busy: a throttled call, or for TransactWriteItems (which never
+    answers ProvisionedThroughputExceeded) a cancelled transaction whose reasons say why, one per item."""
+    if operation_name != "TransactWriteItems":
+        return ClientError(
+            {
+                "Error": {"Code": "ProvisionedThroughputExceededException", "Message": AWS_TEXT},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            },
+            operation_name,
+        )
+    cancelled = [{"Code": code, "Message": AWS_TEXT} for code in reasons]
+    return ClientError(
+        {
+            "Error": {
+                "Code": "TransactionCanceledException",
+                "Message": f"Transaction cancelled, please refer cancellation reasons for specific reasons "
+                f"[{', '.join(reasons)}, None]",
+            },
+            "CancellationReasons": [*cancelled, {"Code": "None"}],
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        operation_name,
+    )
+
+
 @pytest.fixture
 def throttled_dynamodb(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every DynamoDB call answers ProvisionedThroughputExceeded (the stand-in cannot be made to throttle)."""
+    """Every DynamoDB call is refused as DynamoDB refuses it when busy (the stand-in cannot be made to)."""
     original = botocore.client.BaseClient._make_api_call
     refused: list[str] = []
 
     def throttle(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
         if self.meta.service_model.service_name == "dynamodb":
             refused.append(operation_name)
-            raise ClientError(
-                {
-                    "Error": {"Code": "ProvisionedThroughputExceededException", "Message": AWS_TEXT},
-                    "ResponseMetadata": {"HTTPStatusCode": 400},
-                },
-                operation_name,
-            )
+            raise refusal(operation_name)
         return original(self, operation_name, api_params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", throttle)
     return refused
+
+
+@pytest.fixture
+def cancel_transactions(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
+    """Once called, every TransactWriteItems is cancelled with the given reasons; other calls go through."""
+    original = botocore.client.BaseClient._make_api_call
+    cancelled: list[str] = []
+
+    def start(*reasons: str) -> list[str]:
+        def cancel(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+            if operation_name == "TransactWriteItems":
+                cancelled.append(operation_name)
+                raise refusal(operation_name, reasons)
+            return original(self, operation_name, api_params)
+
+        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", cancel)
+        return cancelled
+
+    return start
 
 
 def assert_unavailable(response: Any) -> None:
@@ -84,3 +124,56 @@ def test_unreachable_table_is_a_prompt_503(
     assert_unavailable(response)
     # Connect timeout 1 s and at most 3 attempts: far below API Gateway's 29 s.
     assert elapsed < 15
+
+
+BUSY_REASONS = [
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+    "RequestLimitExceeded",
+    "TransactionConflict",
+]
+
+
+def _project_with_member(client: TestClient, make_user: Any) -> tuple[dict[str, str], dict[str, str], str]:
+    owner, member = make_user(), make_user()
+    project_id = client.post("/projects", headers=bearer(owner), json={"name": "Busy"}).json()["id"]
+    added = client.post(
+        f"/projects/{project_id}/members",
+        headers=bearer(owner),
+        json={"subject": member["sub"], "role": "editor"},
+    )
+    assert added.status_code == 201, added.text
+    return owner, member, project_id
+
+
+@pytest.mark.parametrize("reason", BUSY_REASONS)
+def test_a_transaction_cancelled_under_load_is_503_not_a_conflict(
+    client: TestClient, make_user: Any, cancel_transactions: Callable[..., list[str]], reason: str
+) -> None:
+    owner, member, project_id = _project_with_member(client, make_user)
+    newcomer = make_user()
+    cancelled = cancel_transactions(reason)
+
+    members = f"/projects/{project_id}/members"
+    for response in (
+        client.post("/projects", headers=bearer(owner), json={"name": "Another"}),
+        client.post(f"/projects/{project_id}/tasks", headers=bearer(member), json={"title": "t"}),
+        client.post(members, headers=bearer(owner), json={"subject": newcomer["sub"]}),
+        client.patch(f"{members}/{member['sub']}", headers=bearer(owner), json={"role": "viewer"}),
+        client.delete(f"{members}/{member['sub']}", headers=bearer(owner)),
+    ):
+        assert_unavailable(response)
+        assert response.json()["type"] == "urn:stratus:problem:service-unavailable"
+    assert len(cancelled) == 5
+
+
+def test_a_transaction_refused_by_a_condition_stays_a_conflict_even_when_also_throttled(
+    client: TestClient, make_user: Any, cancel_transactions: Callable[..., list[str]]
+) -> None:
+    owner, member, project_id = _project_with_member(client, make_user)
+    cancel_transactions("ConditionalCheckFailed", "ThrottlingError")
+    response = client.patch(
+        f"/projects/{project_id}/members/{member['sub']}", headers=bearer(owner), json={"role": "viewer"}
+    )
+    assert response.status_code == 409, response.text
+    assert response.json()["type"] == "urn:stratus:problem:conflict"

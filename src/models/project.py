@@ -21,15 +21,20 @@ from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from models.table import INDEX_KEYS, TABLE_KEYS, StratusItem, page_of, plain_map
+from models.table import (
+    INDEX_KEYS,
+    TABLE_KEYS,
+    ConditionNotMet,
+    StratusItem,
+    bounded_page,
+    page_size,
+    plain_map,
+    raise_refusal,
+)
 
 MAX_MEMBERS = 50
 WRITER_ROLES = ("owner", "editor")
 _PROJECT_SK = "PROJECT"
-
-
-class ConditionNotMet(Exception):
-    """A conditional write was refused: the caller decides what that means (404, 403, 409, 412)."""
 
 
 def project_key(project_id: str) -> str:
@@ -107,7 +112,8 @@ def _membership(project: Project, subject: str, role: str, now: datetime) -> Mem
 
 
 def create_project(project_id: str, name: str, description: str, owner: str) -> Project:
-    """The project and its owner's membership, both conditional on not existing, in one transaction."""
+    """The project and its owner's membership, both conditional on not existing, in one transaction.
+    Raises ConditionNotMet (an id collision), or a 503 when DynamoDB cancels it under load."""
     now = datetime.now(UTC)
     project = Project(
         project_key(project_id),
@@ -122,9 +128,14 @@ def create_project(project_id: str, name: str, description: str, owner: str) -> 
         updated_at=now,
         version=1,
     )
-    with TransactWrite(connection=_connection()) as transaction:
-        transaction.save(project, condition=Project.pk.does_not_exist())
-        transaction.save(_membership(project, owner, "owner", now), condition=Membership.pk.does_not_exist())
+    try:
+        with TransactWrite(connection=_connection()) as transaction:
+            transaction.save(project, condition=Project.pk.does_not_exist())
+            transaction.save(
+                _membership(project, owner, "owner", now), condition=Membership.pk.does_not_exist()
+            )
+    except TransactWriteError as error:
+        raise_refusal(error)
     return project
 
 
@@ -158,7 +169,9 @@ def update_project(
 
 
 def refresh_memberships(project: Project) -> None:
-    """Copies the project's name and archived flag onto its membership items (one transaction)."""
+    """Copies the project's name and archived flag onto its membership items (one transaction).
+
+    Raises whatever DynamoDB answered: the API logs it and the stream consumer repeats the refresh."""
     members = list(project.role_map())
     if not members:
         return
@@ -189,7 +202,9 @@ def delete_project(project_id: str, actor: str, expected_version: int | None) ->
 
 
 def purge_project_items(project_id: str) -> int:
-    """Deletes every remaining item of the project's partition (tasks, memberships) in batches of 25."""
+    """Deletes every remaining item of the project's partition (tasks, memberships) in batches of 25.
+
+    Raises whatever DynamoDB answered: the API logs it and the stream consumer repeats the purge."""
     removed = 0
     keys = StratusItem.query(project_key(project_id), attributes_to_get=["pk", "sk"])
     with StratusItem.batch_write() as batch:
@@ -255,9 +270,7 @@ def change_roles(
                     membership, actions=[Membership.role.set(new_role)], condition=Membership.pk.exists()
                 )
     except TransactWriteError as error:
-        if error.cause_response_code == "TransactionCanceledException":
-            raise ConditionNotMet from None
-        raise
+        raise_refusal(error)
     if new_role is None:
         return None
     if current_role is None:
@@ -279,11 +292,10 @@ def list_members(
     results = Membership.query(
         project_key(project_id),
         Membership.sk.startswith("MEMBER#"),
-        limit=limit + 1,
-        page_size=limit + 1,
+        page_size=page_size(limit, filtered=False),
         last_evaluated_key=start_key,
     )
-    return page_of((m for m in results if isinstance(m, Membership)), limit, TABLE_KEYS)
+    return bounded_page(results, Membership, limit, TABLE_KEYS)
 
 
 def list_my_projects(
@@ -292,8 +304,20 @@ def list_my_projects(
     results = Membership.gsi1.query(
         my_projects_key(subject),
         scan_index_forward=False,
-        limit=limit + 1,
-        page_size=limit + 1,
+        page_size=page_size(limit, filtered=False),
         last_evaluated_key=start_key,
     )
-    return page_of((m for m in results if isinstance(m, Membership)), limit, INDEX_KEYS["gsi1"])
+    return bounded_page(results, Membership, limit, INDEX_KEYS["gsi1"])
+
+
+def projects_with_member(subject: str, project_ids: set[str]) -> set[str]:
+    """Which of these projects still count `subject` among their members (one BatchGetItem of up to 100
+    project items, strongly consistent: a member removed a moment ago is no longer one)."""
+    if not project_ids:
+        return set()
+    keys = [(project_key(project_id), _PROJECT_SK) for project_id in sorted(project_ids)]
+    return {
+        item.project_id
+        for item in Project.batch_get(keys, consistent_read=True)
+        if isinstance(item, Project) and item.role_of(subject) is not None
+    }

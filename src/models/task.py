@@ -14,8 +14,16 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from models.project import WRITER_ROLES, ConditionNotMet, Project, equals, project_key, role_path
-from models.table import INDEX_KEYS, TABLE_KEYS, StratusItem, page_of
+from models.project import WRITER_ROLES, Project, equals, project_key, role_path
+from models.table import (
+    INDEX_KEYS,
+    TABLE_KEYS,
+    ConditionNotMet,
+    StratusItem,
+    bounded_page,
+    page_size,
+    raise_refusal,
+)
 
 NO_DUE_DATE = "9999-12-31"
 
@@ -125,9 +133,7 @@ def _commit(write: Callable[[TransactWrite], None], project_id: str, condition: 
             transaction.condition_check(Project, project_key(project_id), "PROJECT", condition=condition)
             write(transaction)
     except TransactWriteError as error:
-        if error.cause_response_code == "TransactionCanceledException":
-            raise ConditionNotMet from None
-        raise
+        raise_refusal(error)
 
 
 def update_task(project_id: str, suffix: str, changes: dict[str, Any], expected_version: int | None) -> Task:
@@ -203,32 +209,33 @@ def list_project_tasks(
     limit: int,
     start_key: dict[str, Any] | None,
 ) -> tuple[list[Task], dict[str, Any] | None]:
-    """Query by creation (the table) or by due date (gsi2), filtered, until the page is full."""
+    """Query by creation (the table) or by due date (gsi2), filtered, until the page is full or the read
+    reaches its bound (see bounded_page)."""
+    filters = _filters(status, assignee, tag)
     common: dict[str, Any] = {
-        "filter_condition": _filters(status, assignee, tag),
-        "limit": limit + 1,
-        "page_size": limit + 1,
+        "filter_condition": filters,
+        "page_size": page_size(limit, filtered=filters is not None),
         "last_evaluated_key": start_key,
     }
     if sort == "due":
         by_due = Task.gsi2.query(due_key(project_id), **common)
-        return page_of((t for t in by_due if isinstance(t, Task)), limit, INDEX_KEYS["gsi2"])
+        return bounded_page(by_due, Task, limit, INDEX_KEYS["gsi2"])
     by_creation = Task.query(project_key(project_id), Task.sk.startswith("TASK#"), **common)
-    return page_of((t for t in by_creation if isinstance(t, Task)), limit, TABLE_KEYS)
+    return bounded_page(by_creation, Task, limit, TABLE_KEYS)
 
 
 def list_assigned_tasks(
     subject: str, status: str | None, limit: int, start_key: dict[str, Any] | None
 ) -> tuple[list[Task], dict[str, Any] | None]:
-    """The caller's tasks across projects, soonest due first (undated last)."""
+    """The caller's tasks across projects, soonest due first (undated last); bounded like the project lists."""
+    filters = _filters(status, None, None)
     results = Task.gsi1.query(
         assignee_key(subject),
-        filter_condition=_filters(status, None, None),
-        limit=limit + 1,
-        page_size=limit + 1,
+        filter_condition=filters,
+        page_size=page_size(limit, filtered=filters is not None),
         last_evaluated_key=start_key,
     )
-    return page_of((t for t in results if isinstance(t, Task)), limit, INDEX_KEYS["gsi1"])
+    return bounded_page(results, Task, limit, INDEX_KEYS["gsi1"])
 
 
 def unassign_in_project(project_id: str, subject: str) -> None:

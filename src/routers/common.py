@@ -16,6 +16,17 @@ WRITES = [Depends(require_scopes("stratus/write")), Depends(rate_limit("write"))
 
 
 def created(request: Request, view: dict[str, Any], path: str) -> JSONResponse:
-    """201 with Location (under the client's root path) and the new item's ETag; the same for a replay."""
-    headers = {"Location": f"{request.scope.get('root_path', '')}{path}", "ETag": etag(view["version"])}
+    """201 with Location (under the client's root path) and, for a versioned item, its ETag; the same for
+    a replay."""
+    headers = {"Location": f"{request.scope.get('root_path', '')}{path}"}
+    if "version" in view:
+        headers["ETag"] = etag(view["version"])
     return JSONResponse(view, status_code=status.HTTP_201_CREATED, headers=headers)
+
+
+# Shown on the list routes whose reads are bounded (filters may skip most of what a read returns).
+BOUNDED_PAGES = (
+    "A page holds at most `limit` items. With filters, a request reads a bounded amount of data: a page "
+    "may then hold fewer items (even none) while `next_cursor` is not null. Follow `next_cursor` until "
+    "it is null to see every item."
+)

@@ -22,10 +22,6 @@ ProjectId = Annotated[str, Path(pattern=r"^[0-9A-Z]{26}$", description="The proj
 MemberId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.@+-]+$")]
 
 
-def _location(request: Request, path: str) -> str:
-    return f"{request.scope.get('root_path', '')}{path}"
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -116,11 +112,16 @@ async def add_member(
     user: CurrentUser,
     settings: AppSettings,
     request: Request,
-    response: Response,
-) -> Member:
-    membership = projects.add_member(user, settings, project_id, body.subject, body.email, body.role)
-    response.headers["Location"] = _location(request, f"/projects/{project_id}/members/{membership.subject}")
-    return Member.of(membership)
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    def produce() -> dict[str, object]:
+        membership = projects.add_member(user, settings, project_id, body.subject, body.email, body.role)
+        return Member.of(membership).model_dump(mode="json")
+
+    # The project is part of the request: the same key and body for another project is another request.
+    fingerprint = {"project_id": project_id, **body.model_dump(mode="json")}
+    view = run_once(request, settings, user.subject, idempotency_key, fingerprint, produce)
+    return created(request, view, f"/projects/{project_id}/members/{view['subject']}")
 
 
 @router.patch(

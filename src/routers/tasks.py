@@ -12,7 +12,7 @@ from dependencies import AppSettings, Cursors
 from idempotency import IdempotencyKey, run_once
 from pagination import Page, PageCursor, PageLimit, query_binding
 from preconditions import IfMatch, etag, expected_version
-from routers.common import READS, WRITES, created
+from routers.common import BOUNDED_PAGES, READS, WRITES, created
 from routers.projects import ProjectId
 from routers.schemas import Status, TaskCreate, TaskPatch, TaskView
 from services import tasks
@@ -40,7 +40,9 @@ async def create_task(
     def produce() -> dict[str, object]:
         return TaskView.of(tasks.create_task(user, project_id, body.model_dump())).model_dump(mode="json")
 
-    view = run_once(request, settings, user.subject, idempotency_key, body.model_dump(mode="json"), produce)
+    # The project is part of the request: the same key and body for another project is another request.
+    fingerprint = {"project_id": project_id, **body.model_dump(mode="json")}
+    view = run_once(request, settings, user.subject, idempotency_key, fingerprint, produce)
     return created(request, view, f"/tasks/{view['id']}")
 
 
@@ -49,6 +51,7 @@ async def create_task(
     response_model=Page[TaskView],
     dependencies=READS,
     summary="Tasks of a project",
+    description=BOUNDED_PAGES,
 )
 async def list_project_tasks(
     project_id: ProjectId,
@@ -111,6 +114,8 @@ async def delete_task(task_id: TaskId, user: CurrentUser, if_match: IfMatch = No
     response_model=Page[TaskView],
     dependencies=READS,
     summary="Tasks assigned to me, soonest due first",
+    description=BOUNDED_PAGES
+    + " Tasks of projects you are no longer a member of are left out, which may also shorten a page.",
 )
 async def my_tasks(
     user: CurrentUser,

@@ -3,12 +3,16 @@ most 50 per project, the last owner stays). Outsiders get 404 for everything, so
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
+
+from aws_lambda_powertools.metrics import MetricUnit
 
 import directory
 import models
 from auth import Principal
 from errors import Conflict, Forbidden, NotFound, PreconditionFailed, UnprocessableContent
+from observability import logger, metrics
 from settings import Settings
 
 Role = Literal["owner", "editor", "viewer"]
@@ -42,6 +46,23 @@ def _explain_refusal(principal: Principal, project_id: str, expected: int | None
     return Conflict("The project changed concurrently; try again.")
 
 
+def _follow_up(step: str, project_id: str, work: Callable[[], object]) -> None:
+    """Runs what follows a committed write. Its failure must not turn that write into an error answer (a
+    client would retry what already happened): it is logged and counted, and the stream consumer
+    (src/stream.py) repeats the step from the project item's change record."""
+    try:
+        work()
+    except models.table.DataStoreError:
+        logger.warning(
+            "a follow-up write failed; the stream consumer repeats it",
+            step=step,
+            project_id=project_id,
+            exc_info=True,
+        )
+        metrics.add_metric(name="FollowUpsLeftToStream", unit=MetricUnit.Count, value=1)
+        metrics.flush_metrics()
+
+
 def create_project(principal: Principal, name: str, description: str) -> models.project.Project:
     return models.project.create_project(models.ids.new_id(), name, description, principal.subject)
 
@@ -51,19 +72,19 @@ def change_project(
 ) -> models.project.Project:
     try:
         project = models.project.update_project(project_id, principal.subject, changes, expected)
-    except models.project.ConditionNotMet:
+    except models.table.ConditionNotMet:
         raise _explain_refusal(principal, project_id, expected, "writer") from None
     if {"name", "archived"} & changes.keys():
-        models.project.refresh_memberships(project)
+        _follow_up("refresh memberships", project_id, lambda: models.project.refresh_memberships(project))
     return project
 
 
 def delete_project(principal: Principal, project_id: str, expected: int | None) -> None:
     try:
         models.project.delete_project(project_id, principal.subject, expected)
-    except models.project.ConditionNotMet:
+    except models.table.ConditionNotMet:
         raise _explain_refusal(principal, project_id, expected, "owner") from None
-    models.project.purge_project_items(project_id)
+    _follow_up("purge project items", project_id, lambda: models.project.purge_project_items(project_id))
 
 
 def my_projects(
@@ -125,10 +146,14 @@ def _change_role(
             current_role=current,
             project=project,
         )
-    except models.project.ConditionNotMet:
+    except models.table.ConditionNotMet:
         raise Conflict("The members changed concurrently; fetch the project and try again.") from None
     if new_role is None:
-        models.task.unassign_in_project(project.project_id, member)
+        _follow_up(
+            "unassign a removed member",
+            project.project_id,
+            lambda: models.task.unassign_in_project(project.project_id, member),
+        )
     return membership
 
 
@@ -148,6 +173,9 @@ def add_member(
 ) -> models.project.Membership:
     """GetItem (authorization) + the directory lookup + one transaction."""
     project = visible_project(principal, project_id)
+    # The caller's right first: who is a user of this pool is not for non-owners to learn.
+    if project.role_of(principal.subject) != "owner":
+        raise Forbidden("Only the project's owners change its members.")
     member = _resolve_member(settings, subject, email)
     return _written(_change_role(principal, project, member, role, adding=True))
 

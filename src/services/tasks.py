@@ -39,7 +39,7 @@ def _explain_refusal(
 def create_task(principal: Principal, project_id: str, fields: dict[str, Any]) -> models.task.Task:
     try:
         return models.task.create_task(project_id, principal.subject, fields)
-    except models.project.ConditionNotMet:
+    except models.table.ConditionNotMet:
         pass
     # The transaction was refused: read once to say why.
     project = models.project.get_project(project_id)
@@ -84,7 +84,7 @@ def change_task(
     _writable(principal, project_id, changes.get("assignee"))
     try:
         return models.task.update_task(project_id, suffix, changes, expected)
-    except models.project.ConditionNotMet:
+    except models.table.ConditionNotMet:
         raise _explain_refusal(principal, project_id, suffix, expected) from None
 
 
@@ -94,7 +94,7 @@ def delete_task(principal: Principal, task_id: str, expected: int | None) -> Non
     _writable(principal, project_id)
     try:
         models.task.delete_task(project_id, suffix, expected)
-    except models.project.ConditionNotMet:
+    except models.table.ConditionNotMet:
         raise _explain_refusal(principal, project_id, suffix, expected) from None
 
 
@@ -118,4 +118,9 @@ def project_tasks(
 def my_tasks(
     principal: Principal, status: str | None, limit: int, start_key: dict[str, Any] | None
 ) -> tuple[list[models.task.Task], dict[str, Any] | None]:
-    return models.task.list_assigned_tasks(principal.subject, status, limit, start_key)
+    """One Query of the caller's assignments, then one BatchGetItem of the page's projects: a task whose
+    project no longer counts the caller as a member is left out (its unassignment may still be pending,
+    and a deleted project's tasks wait for the purge). Such a page may be short; its cursor still moves on."""
+    tasks, last_key = models.task.list_assigned_tasks(principal.subject, status, limit, start_key)
+    member_of = models.project.projects_with_member(principal.subject, {task.project_id for task in tasks})
+    return [task for task in tasks if task.project_id in member_of], last_key

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, timedelta
 from functools import partial
 from typing import Any
@@ -22,7 +22,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.data.dynamodb_calls import CallRecorder, recording_aws_calls
+from tests.data.dynamodb_calls import CallRecorder
 from tests.data.helpers import (
     Team,
     User,
@@ -39,16 +39,6 @@ from tests.data.helpers import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def aws_calls() -> Iterator[CallRecorder]:
-    """Records every AWS call of the module; fails the module if any of them was a DynamoDB Scan."""
-    with recording_aws_calls() as recorder:
-        yield recorder
-    scans = [call for call in recorder.dynamodb() if call.operation == "Scan"]
-    if scans:
-        pytest.fail(f"{len(scans)} DynamoDB Scan call(s) were made: {scans}")
-
-
 def own_client(app: FastAPI) -> TestClient:
     """A TestClient for one thread: each has its own event loop, so requests from threads overlap for
     real (one shared client would run the blocking route bodies one after another on its single loop)."""
@@ -59,13 +49,15 @@ def own_client(app: FastAPI) -> TestClient:
 
 TASK_COUNT = 250
 STATUSES = ("todo", "doing", "done")
+# A tag only a few tasks carry, far apart: the first, one in the middle and the last two.
+RARE = {0, 131, 248, 249}
 
 
 def _spec(i: int) -> dict[str, Any]:
     return {
         "title": f"task-{i:03d}",
         "status": STATUSES[i % 3],
-        "tags": ["x"] if i % 5 == 4 else [],
+        "tags": (["x"] if i % 5 == 4 else []) + (["rare"] if i in RARE else []),
         # Every fourth task is undated; the others fall on 45 dates, so many share a date.
         "due_date": None if i % 4 == 0 else (date(2030, 1, 1) + timedelta(days=(i * 7) % 45)).isoformat(),
     }
@@ -156,6 +148,44 @@ def test_filtered_pages_are_full_until_the_last(
     assert len(expected) >= 10
     assert _ids(pages) == expected
     _assert_full_pages(pages, 10, len(expected))
+
+
+def _rare(task: dict[str, Any]) -> bool:
+    return "rare" in task["tags"]
+
+
+@pytest.mark.parametrize("sort", ["created", "due"])
+def test_a_rare_filter_reads_a_bounded_amount_per_request_and_misses_nothing(
+    client: TestClient, aws_calls: CallRecorder, backlog: Backlog, monkeypatch: pytest.MonkeyPatch, sort: str
+) -> None:
+    """A filter that matches little of a big partition: every request stops after the capped number of
+    Query calls and answers what it found (maybe nothing) with a cursor; the cursors still lead to every
+    match exactly once, in order."""
+    import models.table
+
+    cap = 3
+    monkeypatch.setattr(models.table, "MAX_QUERY_CALLS", cap)
+    monkeypatch.setattr(models.table, "FILTERED_PAGE_SIZE", 20)
+    pages: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": 10, "sort": sort, "tag": "rare", **({"cursor": cursor} if cursor else {})}
+        with aws_calls.during() as made:
+            response = client.get(backlog.path, headers=bearer(backlog.owner), params=params)
+        assert response.status_code == 200, response.text
+        assert made.count("Query") <= cap, made
+        assert len(made) <= cap + 1, made
+        pages.append(response.json())
+        cursor = pages[-1]["next_cursor"]
+        if cursor is None:
+            break
+        assert len(pages) < 100
+    expected = backlog.ids(_rare) if sort == "created" else backlog.ids_by_due(_rare)
+    assert len(expected) == len(RARE)
+    assert _ids(pages) == expected
+    # Reading 250 tasks 60 at a time takes several requests, some of which find nothing.
+    assert len(pages) >= TASK_COUNT // (cap * 20)
+    assert any(page["items"] == [] and page["next_cursor"] for page in pages)
 
 
 def _flipped(text: str, at: int) -> str:
@@ -364,7 +394,7 @@ def test_unfiltered_lists_cost_one_query_per_page(
 
     for path, per_page, pages in (
         ("/projects", ["Query"], 2),
-        ("/me/tasks", ["Query"], 3),
+        ("/me/tasks", ["Query", "BatchGetItem"], 3),
         (f"/projects/{projects[0]['id']}/tasks", ["GetItem", "Query"], 3),
         (f"/projects/{projects[0]['id']}/tasks?sort=due", ["GetItem", "Query"], 3),
         (f"/projects/{projects[0]['id']}/members", ["GetItem", "Query"], 1),
@@ -392,7 +422,9 @@ def test_filtered_lists_only_query(client: TestClient, aws_calls: CallRecorder, 
         assert made.count("GetItem") == len(pages)
     with aws_calls.during() as made:
         walk_pages(client, team.viewer, "/me/tasks", status="done")
-    assert set(made) <= {"Query"}
+    # One Query per page, and one BatchGetItem of the projects of a page that holds tasks.
+    assert set(made) <= {"Query", "BatchGetItem"}
+    assert made.count("BatchGetItem") <= made.count("Query")
 
 
 def test_in_production_every_request_also_draws_one_rate_limit_counter(
@@ -433,6 +465,28 @@ def test_member_changes_cost_what_the_data_model_says(
         aws_calls, lambda: client.delete(f"{members}/{outsider['sub']}", headers=bearer(team.owner)), 204
     )
     assert removed == ["GetItem", "TransactWriteItems", "Query"]
+
+
+def test_deleting_a_project_costs_what_the_data_model_says(
+    client: TestClient, aws_calls: CallRecorder, team: Team
+) -> None:
+    """DeleteItem (conditional), then one Query of the partition and one BatchWriteItem per 25 items."""
+    for _ in range(2):
+        new_task(client, team.owner, team.id)
+    made = _calls(aws_calls, lambda: client.delete(team.path, headers=bearer(team.owner)), 204)
+    assert made == ["DeleteItem", "Query", "BatchWriteItem"]
+
+
+def test_my_tasks_cost_one_query_and_one_batch_get_per_page(
+    client: TestClient, aws_calls: CallRecorder, make_user: Any
+) -> None:
+    """The membership check of /me/tasks reads all of a page's projects at once."""
+    user = make_user()
+    for _ in range(3):
+        project = new_project(client, user)
+        new_task(client, user, project["id"], assignee=user["sub"])
+    made = _calls(aws_calls, lambda: client.get("/me/tasks", headers=bearer(user)), 200)
+    assert made == ["Query", "BatchGetItem"]
 
 
 # Isolation matrix: every route, every relation to the project

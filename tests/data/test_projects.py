@@ -544,3 +544,70 @@ def test_outsiders_get_404_for_everything_and_learn_nothing(
         assert team.owner["sub"] not in response.text
     assert client.get(team.path, headers=bearer(team.owner)).json() == team.project
     assert len(members_of(client, team.owner, team.id)) == 3
+
+
+@pytest.mark.parametrize("role", ["editor", "viewer"])
+def test_non_owners_cannot_learn_who_has_an_account(
+    client: TestClient, team: Team, make_user: Any, role: str
+) -> None:
+    """A known and an unknown user get the same refusal: the caller's right is checked before the lookup."""
+    known = make_user()
+    members = f"{team.path}/members"
+    for body in (
+        {"email": known["email"]},
+        {"email": "nobody-here@example.com"},
+        {"subject": known["sub"]},
+        {"subject": "00000000-0000-0000-0000-000000000000"},
+    ):
+        response = client.post(members, headers=bearer(getattr(team, role)), json=body)
+        assert_problem(response, 403, "forbidden")
+        assert known["sub"] not in response.text
+    assert len(members_of(client, team.owner, team.id)) == 3
+
+
+def test_outsiders_cannot_learn_who_has_an_account(
+    client: TestClient, team: Team, outsider: User, make_user: Any
+) -> None:
+    known = make_user()
+    for body in ({"email": known["email"]}, {"email": "nobody-here@example.com"}):
+        assert_problem(client.post(f"{team.path}/members", headers=bearer(outsider), json=body), 404)
+
+
+# Idempotency-Key on adding a member
+
+
+def test_adding_a_member_again_with_the_same_key_replays_the_answer(
+    client: TestClient, team: Team, make_user: Any
+) -> None:
+    newcomer = make_user()
+    headers = bearer(team.owner, **{"Idempotency-Key": unique("member")})
+    body = {"subject": newcomer["sub"], "role": "editor"}
+
+    first = client.post(f"{team.path}/members", headers=headers, json=body)
+    again = client.post(f"{team.path}/members", headers=headers, json=body)
+
+    assert first.status_code == 201, first.text
+    # Without the key the second request would be a 409: the member exists.
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"] == f"{team.path}/members/{newcomer['sub']}"
+    assert members_of(client, team.owner, team.id)[newcomer["sub"]] == "editor"
+    assert client.get(team.path, headers=bearer(team.owner)).json()["members"] == 4
+
+
+def test_one_member_key_with_another_body_or_project_is_422(
+    client: TestClient, team: Team, make_user: Any
+) -> None:
+    newcomer = make_user()
+    headers = bearer(team.owner, **{"Idempotency-Key": unique("member")})
+    body = {"subject": newcomer["sub"], "role": "viewer"}
+    assert client.post(f"{team.path}/members", headers=headers, json=body).status_code == 201
+
+    other_role = client.post(f"{team.path}/members", headers=headers, json={**body, "role": "owner"})
+    assert_problem(other_role, 422, "unprocessable-content")
+    other_project = new_project(client, team.owner)
+    elsewhere = client.post(f"/projects/{other_project['id']}/members", headers=headers, json=body)
+    assert_problem(elsewhere, 422, "unprocessable-content")
+
+    assert members_of(client, team.owner, team.id)[newcomer["sub"]] == "viewer"
+    assert newcomer["sub"] not in members_of(client, team.owner, other_project["id"])

@@ -468,6 +468,44 @@ def test_a_removed_members_tasks_are_unassigned(
     )
 
 
+def test_a_removed_member_no_longer_sees_tasks_left_assigned_to_them(
+    client: TestClient, team: Team, assignee: User, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unassignment that follows a removal can fail or lose a race; /me/tasks checks membership itself."""
+    import models.task
+
+    elsewhere_owner = make_user()
+    elsewhere = new_project(client, elsewhere_owner)
+    add_member(client, elsewhere_owner, elsewhere["id"], assignee, "viewer")
+    kept = new_task(client, elsewhere_owner, elsewhere["id"], assignee=assignee["sub"], due_date="2030-02-01")
+    left = new_task(client, team.owner, team.id, assignee=assignee["sub"], due_date="2030-01-01")
+    assert [t["id"] for t in my_tasks(client, assignee)] == [left["id"], kept["id"]]
+
+    monkeypatch.setattr(models.task, "unassign_in_project", lambda project_id, subject: None)
+    response = client.delete(f"{team.path}/members/{assignee['sub']}", headers=bearer(team.owner))
+    assert response.status_code == 204, response.text
+
+    assert (
+        client.get(f"/tasks/{left['id']}", headers=bearer(team.owner)).json()["assignee"] == assignee["sub"]
+    )
+    listed = my_tasks(client, assignee)
+    assert [t["id"] for t in listed] == [kept["id"]]
+    assert left["title"] not in str(listed)
+    assert [t["id"] for t in my_tasks(client, assignee, limit=1)] == [kept["id"]]
+
+
+def test_tasks_of_a_deleted_project_leave_my_tasks_before_the_purge(
+    client: TestClient, team: Team, assignee: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models.project
+
+    task = new_task(client, team.owner, team.id, assignee=assignee["sub"])
+    monkeypatch.setattr(models.project, "purge_project_items", lambda project_id: 0)
+    assert client.delete(team.path, headers=bearer(team.owner)).status_code == 204
+    assert client.get("/me/tasks", headers=bearer(assignee)).json() == {"items": [], "next_cursor": None}
+    assert_problem(client.get(f"/tasks/{task['id']}", headers=bearer(assignee)), 404)
+
+
 def test_my_tasks_without_assignments_is_empty(client: TestClient, make_user: Any) -> None:
     response = client.get("/me/tasks", headers=bearer(make_user()))
     assert response.status_code == 200
