@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import json
 import os
 import pkgutil
 import re
@@ -35,27 +36,51 @@ SAMCONFIG = ROOT / "samconfig.toml"
 LAMBDA_REQUIREMENTS = ROOT / "requirements" / "lambda.txt"
 
 ANY = "x-amazon-apigateway-any-method"
+PUBLIC_PAGES = {"/health", "/health/ready", "/docs", "/docs/{proxy+}", "/redoc", "/openapi.json"}
 # What API Gateway lets through without a token: the app's public pages and every CORS preflight.
 PUBLIC_OPERATIONS = {
     ("/", "get"),
-    ("/health", "get"),
-    ("/health/ready", "get"),
-    ("/docs", "get"),
-    ("/docs/{proxy+}", "get"),
-    ("/redoc", "get"),
-    ("/openapi.json", "get"),
     ("/", "options"),
     ("/{proxy+}", "options"),
+    *((path, method) for path in PUBLIC_PAGES for method in ("get", "options")),
 }
 # Everything else reaches the app through these, behind the Cognito authorizer when it is on.
 GATED_OPERATIONS = {("/", ANY), ("/{proxy+}", ANY)}
 # Scopes the gateway accepts: the API's own (hosted UI and machine tokens) and SRP sign-in's.
 GATEWAY_SCOPES = [*sorted(APP_SCOPES), "aws.cognito.signin.user.admin"]
+# Every response type API Gateway knows, with the status the template pins for it: API Gateway's documented
+# default, except the two types a failed function comes back as (both 502).
 GATEWAY_RESPONSE_STATUS = {
-    "UNAUTHORIZED": 401,
     "ACCESS_DENIED": 403,
-    "THROTTLED": 429,
+    "API_CONFIGURATION_ERROR": 502,
+    "AUTHORIZER_CONFIGURATION_ERROR": 500,
+    "AUTHORIZER_FAILURE": 500,
+    "BAD_REQUEST_PARAMETERS": 400,
+    "BAD_REQUEST_BODY": 400,
+    "EXPIRED_TOKEN": 403,
+    "INTEGRATION_FAILURE": 502,
     "INTEGRATION_TIMEOUT": 504,
+    "INVALID_API_KEY": 403,
+    "INVALID_SIGNATURE": 403,
+    "MISSING_AUTHENTICATION_TOKEN": 403,
+    "QUOTA_EXCEEDED": 429,
+    "REQUEST_TOO_LARGE": 413,
+    "RESOURCE_NOT_FOUND": 404,
+    "THROTTLED": 429,
+    "UNAUTHORIZED": 401,
+    "UNSUPPORTED_MEDIA_TYPE": 415,
+    "WAF_FILTERED": 403,
+}
+# The fallbacks, reached only by types added to API Gateway later: their bodies name the status class.
+GATEWAY_FALLBACK_STATUS_CLASS = {"DEFAULT_4XX": 400, "DEFAULT_5XX": 500}
+PROBLEM_MEMBERS = {"type", "title", "status", "detail", "instance", "request_id"}
+# What API Gateway substitutes into a gateway response body, with stand-in values shaped like the real ones
+# ($context.error.messageString is the message already quoted as a JSON string).
+GATEWAY_TEMPLATE_VALUES = {
+    "$context.error.messageString": '"Unauthorized"',
+    "$context.error.responseType": "UNAUTHORIZED",
+    "$context.requestId": "c0ffee00-1234-4bcd-9876-0123456789ab",
+    "$context.path": "/prod/projects/p-1",
 }
 NO_VALUE = {"Ref": "AWS::NoValue"}
 
@@ -74,8 +99,8 @@ DOCUMENTED_MANAGED_POLICIES = {
     ),
 }
 DEV_ONLY_PACKAGES = {"uvicorn", "pytest", "moto", "ruff", "mypy"}
-# Read by libraries rather than by Settings.
-ENVIRONMENT_READ_ELSEWHERE = {"POWERTOOLS_SERVICE_NAME"}
+# Read by libraries rather than by Settings fields (botocore reads AWS_ENDPOINT_URL).
+ENVIRONMENT_READ_ELSEWHERE = {"POWERTOOLS_SERVICE_NAME", "AWS_ENDPOINT_URL"}
 
 
 class CloudFormationLoader(yaml.SafeLoader):
@@ -414,10 +439,12 @@ def test_every_function_starts_with_the_prod_environment(
     # The prod Settings refuse development values and missing ids: a function deployed without them
     # would fail at import, on its first invocation.
     parameters = {"Stage": "prod", "CorsAllowOrigins": "https://app.example.com", "LogLevel": "INFO"}
-    variables = {
+    declared = {
         **template["Globals"]["Function"]["Environment"]["Variables"],
         **resources[function_name]["Properties"].get("Environment", {}).get("Variables", {}),
     }
+    # CloudFormation leaves out a variable whose value is AWS::NoValue.
+    variables = {name: value for name, value in declared.items() if value != NO_VALUE}
     for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
         monkeypatch.delenv(name)
     for name, value in variables.items():
@@ -496,15 +523,29 @@ def test_gateway_authorizer_none_lets_every_request_reach_the_app(template: dict
     assert all("security" not in operation for operation in operations(api).values())
 
 
-def test_no_route_demands_a_partner_api_key(template: dict[str, Any]) -> None:
-    # Usage-plan keys meter only the operations that require them; requiring one on the catch-alls
-    # would lock out every user without a partner key.
+def test_no_route_demands_a_gateway_key_since_personal_api_keys_use_its_header(
+    template: dict[str, Any],
+) -> None:
+    # API Gateway reads a required key from X-API-Key, where the app reads personal API keys, and demands it
+    # of every caller of the method: required here, it would lock out every user and every personal key.
+    # Metering partners takes a second API (docs/operations.md).
     for enabled in ("true", "false"):
         api = deployed_resources(template, EnablePartnerTier=enabled)["Api"]
         for route, operation in operations(api).items():
             assert all("PartnerApiKey" not in requirement for requirement in operation.get("security", [])), (
                 route
             )
+    assert "ApiKeySourceType" not in template["Resources"]["Api"]["Properties"]
+
+
+def test_every_resource_answers_preflights_without_an_authorizer(template: dict[str, Any]) -> None:
+    # API Gateway routes to the most specific resource and never falls back to /{proxy+}: a resource
+    # without its own OPTIONS would answer a browser's preflight with the gateway's 403.
+    for gateway_authorizer in ("cognito", "none"):
+        api = deployed_resources(template, GatewayAuthorizer=gateway_authorizer)["Api"]
+        for path, path_item in api["Properties"]["DefinitionBody"]["paths"].items():
+            assert "options" in path_item, path
+            assert "security" not in path_item["options"], (gateway_authorizer, path)
 
 
 def test_gateway_public_routes_are_routes_of_the_app() -> None:
@@ -543,25 +584,57 @@ def test_only_api_gateway_invokes_the_function_and_only_for_this_api(resources: 
     ]
 
 
+def _static_header(value: str) -> str:
+    """The value of a static gateway response header, which API Gateway writes in single quotes."""
+    assert re.fullmatch(r"'[^']*'", value), value
+    return value[1:-1]
+
+
+def _render_gateway_template(body: str) -> Any:
+    """A gateway response body as a client receives it, with stand-in values for API Gateway's variables."""
+    for variable, value in GATEWAY_TEMPLATE_VALUES.items():
+        body = body.replace(variable, value)
+    assert "$context" not in body, f"a variable the test has no stand-in for: {body}"
+    return json.loads(body)
+
+
 def test_gateway_errors_are_problem_json_with_a_cors_origin(resources: dict[str, Any]) -> None:
-    responses = resources["Api"]["Properties"]["GatewayResponses"]
-    assert {"DEFAULT_4XX", "DEFAULT_5XX", *GATEWAY_RESPONSE_STATUS} <= set(responses)
-    for name, response in responses.items():
+    for name, response in resources["Api"]["Properties"]["GatewayResponses"].items():
         headers = response["ResponseParameters"]["Headers"]
         assert "Access-Control-Allow-Origin" in headers, name
         assert headers["Content-Type"] == "'application/problem+json'", name
-        for body in response["ResponseTemplates"].values():
-            for field in ('"type"', '"title"', '"detail"', '"request_id":"$context.requestId"'):
-                assert field in body, (name, field)
+        # The template API Gateway selects by default; the header then labels the body problem+json.
+        assert set(response["ResponseTemplates"]) == {"application/json"}, name
 
 
-def test_gateway_errors_with_a_known_status_name_it(resources: dict[str, Any]) -> None:
+def test_every_gateway_response_type_has_its_own_fixed_status(resources: dict[str, Any]) -> None:
+    # A body cannot read the status ($context has none): each type pins the status its body names.
     responses = resources["Api"]["Properties"]["GatewayResponses"]
+    assert set(responses) == set(GATEWAY_RESPONSE_STATUS) | set(GATEWAY_FALLBACK_STATUS_CLASS)
     for name, status in GATEWAY_RESPONSE_STATUS.items():
         assert responses[name]["StatusCode"] == status, name
-        assert f'"status":{status}' in responses[name]["ResponseTemplates"]["application/json"], name
-    assert responses["UNAUTHORIZED"]["ResponseParameters"]["Headers"]["WWW-Authenticate"] == "'Bearer'"
-    assert "Retry-After" in responses["THROTTLED"]["ResponseParameters"]["Headers"]
+    for name in GATEWAY_FALLBACK_STATUS_CLASS:
+        # A status on a fallback would replace the status of every response type that falls back to it.
+        assert "StatusCode" not in responses[name], name
+
+
+def test_every_gateway_error_body_is_a_complete_problem(resources: dict[str, Any]) -> None:
+    for name, response in resources["Api"]["Properties"]["GatewayResponses"].items():
+        problem = _render_gateway_template(response["ResponseTemplates"]["application/json"])
+        assert set(problem) >= PROBLEM_MEMBERS, name
+        assert problem["type"].startswith("urn:stratus:problem:"), name
+        assert problem["status"] == {**GATEWAY_RESPONSE_STATUS, **GATEWAY_FALLBACK_STATUS_CLASS}[name], name
+        assert problem["detail"] == "Unauthorized", name
+        assert problem["instance"] == GATEWAY_TEMPLATE_VALUES["$context.path"], name
+        assert problem["request_id"] == GATEWAY_TEMPLATE_VALUES["$context.requestId"], name
+
+
+def test_gateway_refusals_tell_the_client_how_to_recover(resources: dict[str, Any]) -> None:
+    responses = resources["Api"]["Properties"]["GatewayResponses"]
+    # RFC 6750: the scheme with an error code; invalid_token tells the client to get a fresh access token.
+    challenge = _static_header(responses["UNAUTHORIZED"]["ResponseParameters"]["Headers"]["WWW-Authenticate"])
+    assert challenge == 'Bearer error="invalid_token"'
+    assert _static_header(responses["THROTTLED"]["ResponseParameters"]["Headers"]["Retry-After"]).isdigit()
 
 
 def test_stage_throttling_applies_to_every_method(resources: dict[str, Any]) -> None:
@@ -788,6 +861,12 @@ def test_waf_blocks_an_ip_over_its_rate_with_a_429(template: dict[str, Any]) -> 
         "Retry-After",
         "Access-Control-Allow-Origin",
     }
+    # A WAF body is static text: no request id, no path, so only the members that do not vary.
+    body = acl["CustomResponseBodies"][response["CustomResponseBodyKey"]]
+    assert body["ContentType"] == "APPLICATION_JSON"
+    problem = json.loads(body["Content"])
+    assert {"type", "title", "status", "detail"} <= set(problem)
+    assert problem["status"] == response["ResponseCode"]
 
 
 def test_waf_common_rule_set_counts_until_told_to_block(template: dict[str, Any]) -> None:
