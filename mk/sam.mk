@@ -1,6 +1,8 @@
 # SAM targets, included by the top-level Makefile (also usable alone: make -f mk/sam.mk validate).
 # SAM CLI lives in its own environment (~340 MB) so that it never shares dependencies with the app.
 
+# The top-level Makefile pins uv and bootstraps it into .tools (UV is then an absolute path with a rule);
+# used alone, this file takes uv from PATH or from UV=.
 UV ?= uv
 PYTHON ?= python3
 SAM_VERSION := 1.170.0
@@ -15,9 +17,12 @@ SAM_RUN := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east
 
 sam-tools: $(SAM)
 
-$(SAM):
-	$(PYTHON) -m venv $(SAM_ENV)
-	$(SAM_ENV)/bin/pip install --quiet pip==$(SAM_PIP_VERSION) aws-sam-cli==$(SAM_VERSION)
+# uv builds the environment: `python3 -m venv` needs Debian's separate python3-venv package. uv venv installs
+# no pip, so pip is pinned along with SAM CLI. --clear replaces what an interrupted install left behind.
+# Only a bootstrapped uv (an absolute path) is a prerequisite; one from PATH has no rule to make it.
+$(SAM): | $(filter /%,$(UV))
+	UV_PYTHON_DOWNLOADS=never $(UV) venv --quiet --clear --python $(PYTHON) $(SAM_ENV)
+	$(UV) pip install --quiet --python $(SAM_ENV)/bin/python pip==$(SAM_PIP_VERSION) aws-sam-cli==$(SAM_VERSION)
 
 lambda-requirements:
 	$(UV) run --frozen python tools/lambda_requirements.py --uv "$(UV)"
