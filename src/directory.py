@@ -2,6 +2,9 @@
 
 The client is created once per container, on first use, with timeouts far below API Gateway's 29 s;
 Cognito's errors become domain errors here, so no AWS error text travels further.
+
+Two names for one user: Cognito's `Username` (what the admin APIs take; for federated users it reads like
+`Google_123...`) and the `sub` attribute (what tokens carry as the subject, and what owns data here).
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from errors import NotFound, ServiceUnavailable
+from errors import DomainError, NotFound, ServiceUnavailable
 from observability import logger
+from pagination import InvalidCursor
 
 
 @dataclass(frozen=True)
 class DirectoryUser:
     user_id: str
+    subject: str | None
     email: str | None
     name: str | None
     enabled: bool
@@ -39,24 +44,40 @@ def _cognito() -> Any:
 
 _NOT_FOUND = {"UserNotFoundException", "ResourceNotFoundException"}
 _UNAVAILABLE = {"TooManyRequestsException", "LimitExceededException", "InternalErrorException"}
+# Cognito refuses a malformed argument (a username with spaces, an expired pagination token) with
+# InvalidParameterException; the stand-in calls a bad pagination token InvalidToken.
+_INVALID = {"InvalidParameterException", "ValidationException", "InvalidToken"}
+
+
+class _NoMatch(NotFound):
+    """A search whose argument Cognito cannot even parse: it matches nobody."""
 
 
 @contextmanager
-def _translated_errors(what: str) -> Iterator[None]:
-    from botocore.exceptions import BotoCoreError, ClientError
+def _translated_errors(what: str, *, invalid: DomainError | None = None) -> Iterator[None]:
+    """Cognito errors → domain errors; `invalid` is what a malformed argument means to the caller
+    (by default: no such `what`)."""
+    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
+    refused_argument = invalid if invalid is not None else NotFound(f"No such {what}.")
     try:
         yield
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         if code in _NOT_FOUND:
             raise NotFound(f"No such {what}.") from None
+        if code in _INVALID:
+            logger.info("the user directory refused an argument", code=code)
+            raise refused_argument from None
         logger.exception("the user directory refused a call", code=code)
         if code in _UNAVAILABLE:
             raise ServiceUnavailable(
                 "The user directory is busy; try again shortly.", retry_after_seconds=2
             ) from None
         raise
+    except ParamValidationError:
+        # botocore checks lengths before sending: the same meaning as Cognito's own refusal.
+        raise refused_argument from None
     except BotoCoreError:
         logger.exception("the user directory could not be reached")
         raise ServiceUnavailable(
@@ -72,6 +93,7 @@ def _user_from(raw: dict[str, Any], attributes_key: str, groups: tuple[str, ...]
     attributes = _attributes(raw.get(attributes_key, []))
     return DirectoryUser(
         user_id=raw["Username"],
+        subject=attributes.get("sub") or None,
         email=attributes.get("email"),
         name=attributes.get("name"),
         enabled=bool(raw.get("Enabled", True)),
@@ -87,10 +109,19 @@ def list_users(
     arguments: dict[str, Any] = {"UserPoolId": pool_id, "Limit": min(limit, 60)}
     if pagination_token:
         arguments["PaginationToken"] = pagination_token
-    with _translated_errors("user pool"):
+    # Cognito's pagination tokens expire: an old cursor is then refused like any other invalid cursor.
+    invalid = InvalidCursor("The cursor has expired; start again without it.") if pagination_token else None
+    with _translated_errors("user pool", invalid=invalid):
         response = _cognito().list_users(**arguments)
     users = [_user_from(raw, "Attributes") for raw in response.get("Users", [])]
     return users, response.get("PaginationToken")
+
+
+def lookup_user(pool_id: str, user_id: str) -> DirectoryUser:
+    """One user by username or alias (email), without groups: one call."""
+    with _translated_errors("user"):
+        raw = _cognito().admin_get_user(UserPoolId=pool_id, Username=user_id)
+    return _user_from(raw, "UserAttributes")
 
 
 def get_user(pool_id: str, user_id: str) -> DirectoryUser:
@@ -99,6 +130,14 @@ def get_user(pool_id: str, user_id: str) -> DirectoryUser:
         groups = _cognito().admin_list_groups_for_user(UserPoolId=pool_id, Username=user_id, Limit=60)
     names = tuple(sorted(group["GroupName"] for group in groups.get("Groups", [])))
     return _user_from(raw, "UserAttributes", names)
+
+
+def group_members(pool_id: str, group: str) -> tuple[list[DirectoryUser], bool]:
+    """The first 60 members of `group` (one call) and whether more follow."""
+    with _translated_errors("group"):
+        response = _cognito().list_users_in_group(UserPoolId=pool_id, GroupName=group, Limit=60)
+    users = [_user_from(raw, "Attributes") for raw in response.get("Users", [])]
+    return users, bool(response.get("NextToken"))
 
 
 def _admin_call(call: Callable[[Any], Any], what: str = "user") -> None:
@@ -127,10 +166,25 @@ def sign_out_everywhere(pool_id: str, user_id: str) -> None:
     _admin_call(lambda c: c.admin_user_global_sign_out(UserPoolId=pool_id, Username=user_id))
 
 
-def find_user_by_email(pool_id: str, email: str) -> str | None:
-    """The username (sub) of the user who signs in with `email`, if any."""
-    escaped = email.replace("\\", "\\\\").replace('"', '\\"')
-    with _translated_errors("user pool"):
-        response = _cognito().list_users(UserPoolId=pool_id, Filter=f'email = "{escaped}"', Limit=2)
+def _find_one(pool_id: str, attribute: str, value: str) -> DirectoryUser | None:
+    """The one user whose `attribute` equals `value`; None for no match or an ambiguous one."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    try:
+        with _translated_errors("user pool", invalid=_NoMatch("No such user.")):
+            response = _cognito().list_users(UserPoolId=pool_id, Filter=f'{attribute} = "{escaped}"', Limit=2)
+    except _NoMatch:
+        return None
     users = response.get("Users", [])
-    return str(users[0]["Username"]) if len(users) == 1 else None
+    return _user_from(users[0], "Attributes") if len(users) == 1 else None
+
+
+def find_user_by_email(pool_id: str, email: str) -> str | None:
+    """The subject (`sub`, as in that user's tokens) of the user who signs in with `email`, if any."""
+    found = _find_one(pool_id, "email", email)
+    return found.subject if found is not None else None
+
+
+def find_user_by_subject(pool_id: str, subject: str) -> DirectoryUser | None:
+    """The user whose tokens carry `subject`: a search, since the admin APIs take usernames, not subs."""
+    found = _find_one(pool_id, "sub", subject)
+    return found if found is not None and found.subject == subject else None

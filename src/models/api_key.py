@@ -8,7 +8,7 @@ from typing import Any
 from pynamodb.attributes import UnicodeAttribute, UnicodeSetAttribute, UTCDateTimeAttribute
 from pynamodb.exceptions import UpdateError
 
-from models.table import StratusItem
+from models.table import INDEX_KEYS, StratusItem, page_of
 
 _SK = "APIKEY"
 # Expired and revoked keys stay readable for this long (audit, "why was I refused"), then TTL removes them.
@@ -77,17 +77,16 @@ def get_api_key(key_id: str) -> ApiKey | None:
 
 def list_api_keys(
     owner_subject: str, limit: int, start_key: dict[str, Any] | None
-) -> tuple[list[ApiKey], Any]:
-    """One Query page on gsi1, newest first; returns the items and DynamoDB's last evaluated key."""
+) -> tuple[list[ApiKey], dict[str, Any] | None]:
+    """One page on gsi1, newest first; the key to resume after it, or None when nothing follows."""
     result = ApiKey.gsi1.query(
         owner_index_key(owner_subject),
         scan_index_forward=False,
-        limit=limit,
+        limit=limit + 1,
         last_evaluated_key=start_key,
-        page_size=limit,
+        page_size=limit + 1,
     )
-    items = [item for item in result if isinstance(item, ApiKey)]
-    return items, result.last_evaluated_key
+    return page_of((item for item in result if isinstance(item, ApiKey)), limit, INDEX_KEYS["gsi1"])
 
 
 def revoke_api_key(key_id: str, owner_subject: str) -> ApiKey | None:
@@ -104,6 +103,35 @@ def revoke_api_key(key_id: str, owner_subject: str) -> ApiKey | None:
             return None
         raise
     return item
+
+
+def revoke_all_api_keys(owner_subject: str) -> list[str]:
+    """Revokes every key of `owner_subject` not revoked yet; returns their ids.
+
+    One Query on the owner's keys, then one conditional update per key: a key revoked meanwhile is left
+    as it is (and not counted).
+    """
+    now = datetime.now(UTC)
+    revoked: list[str] = []
+    active = ApiKey.gsi1.query(
+        owner_index_key(owner_subject), filter_condition=ApiKey.revoked_at.does_not_exist()
+    )
+    for key in active:
+        if not isinstance(key, ApiKey):
+            continue
+        try:
+            ApiKey(key.pk, key.sk).update(
+                actions=[ApiKey.revoked_at.set(now), ApiKey.expires_at.set(now + RETENTION_AFTER_END)],
+                condition=ApiKey.pk.exists()
+                & ApiKey.revoked_at.does_not_exist()
+                & (ApiKey.owner_subject == owner_subject),
+            )
+        except UpdateError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            continue
+        revoked.append(key.key_id)
+    return revoked
 
 
 def touch_last_used(key_id: str, now: datetime, not_since: datetime) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from auth import CurrentUser, require_groups
 from dependencies import AppSettings, Cursors, RequestId
@@ -28,7 +28,10 @@ UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.@+-]+$
 
 
 class DirectoryUserInfo(BaseModel):
-    id: str
+    id: str = Field(
+        description="The directory's username: what these routes take (an email alias works too)."
+    )
+    subject: str | None = Field(description="The `sub` of the user's tokens: what owns their data.")
     email: str | None
     name: str | None
     enabled: bool
@@ -40,6 +43,7 @@ class DirectoryUserInfo(BaseModel):
     def of(cls, user: DirectoryUser, with_groups: bool = False) -> DirectoryUserInfo:
         return cls(
             id=user.user_id,
+            subject=user.subject,
             email=user.email,
             name=user.name,
             enabled=user.enabled,
@@ -53,8 +57,11 @@ class AuditEntry(BaseModel):
     at: datetime
     actor: str
     action: str
-    target: str
+    target: str = Field(description="The subject (`sub`) of the user acted on.")
     request_id: str
+    outcome: Literal["requested", "succeeded", "failed"] = Field(
+        description="requested (written before the action; its end is not known), succeeded or failed."
+    )
     details: dict[str, Any]
 
     @classmethod
@@ -65,6 +72,7 @@ class AuditEntry(BaseModel):
             action=record.action,
             target=record.target,
             request_id=record.request_id,
+            outcome=record.outcome_value(),
             details=record.detail_values(),
         )
 

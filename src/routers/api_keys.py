@@ -12,6 +12,7 @@ from auth import CurrentUser
 from dependencies import AppSettings, Cursors
 from pagination import Page, PageCursor, PageLimit, query_binding
 from ratelimit import rate_limit
+from routers.common import READS, WRITES
 from services.api_keys import issue_api_key, my_api_keys, revoke_my_api_key
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ async def create_api_key(
     "",
     response_model=Page[ApiKeyInfo],
     summary="My API keys (no secrets)",
-    dependencies=[Depends(rate_limit("read"))],
+    dependencies=READS,
 )
 async def list_my_api_keys(
     user: CurrentUser, cursors: Cursors, request: Request, limit: PageLimit = 20, cursor: PageCursor = None
@@ -94,7 +95,7 @@ async def list_my_api_keys(
     "/{key_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Revoke one of my API keys",
-    dependencies=[Depends(rate_limit("write"))],
+    dependencies=WRITES,
 )
 async def revoke_api_key(key_id: KeyId, user: CurrentUser) -> Response:
     revoke_my_api_key(user, key_id)

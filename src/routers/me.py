@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import available_timezones
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from auth import CurrentUser
 from dependencies import AppSettings
-from ratelimit import rate_limit
+from routers.common import READS, WRITES
 from services.profiles import change_profile, get_or_create_profile
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class Profile(BaseModel):
     "",
     response_model=Profile,
     summary="My profile (created on first access)",
-    dependencies=[Depends(rate_limit("read"))],
+    dependencies=READS,
 )
 async def read_my_profile(user: CurrentUser, settings: AppSettings) -> Profile:
     return Profile.of(get_or_create_profile(user, settings))
@@ -95,7 +95,7 @@ async def read_my_profile(user: CurrentUser, settings: AppSettings) -> Profile:
     "",
     response_model=Profile,
     summary="Change my display name or preferences",
-    dependencies=[Depends(rate_limit("write"))],
+    dependencies=WRITES,
 )
 async def change_my_profile(patch: ProfilePatch, user: CurrentUser, settings: AppSettings) -> Profile:
     preferences = patch.preferences.model_dump(exclude_unset=True) if patch.preferences is not None else None

@@ -1,16 +1,19 @@
-"""User administration for the admin group; every action leaves an audit record."""
+"""User administration for the admin group; every action is on the audit trail before it is taken."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import directory
 import models
 from auth import Principal
-from errors import Conflict
+from errors import Conflict, DomainError, ServiceUnavailable
+from observability import logger
 from pagination import CursorCodec
 
 ManagedGroup = Literal["admin", "user"]
+ADMIN_GROUP: ManagedGroup = "admin"
 
 
 def list_directory_users(
@@ -27,42 +30,130 @@ def get_directory_user(pool_id: str, user_id: str) -> directory.DirectoryUser:
 
 
 class AdminActions:
-    """The actions one admin takes in one request, each audited with that request's id."""
+    """The actions one admin takes in one request, each audited with that request's id.
+
+    The target is looked up first (404 for nobody), so the lockout rules compare people, not the name
+    (username, sub or email alias) the admin happened to use.
+    """
 
     def __init__(self, actor: Principal, pool_id: str, request_id: str) -> None:
         self.actor = actor
         self.pool_id = pool_id
         self.request_id = request_id
 
-    def _audit(self, action: str, target: str, **details: Any) -> None:
-        models.audit.append_audit_record(self.actor.subject, action, target, self.request_id, details)
+    def _target(self, user_id: str) -> directory.DirectoryUser:
+        return directory.lookup_user(self.pool_id, user_id)
 
-    def _refuse_self_lockout(self, user_id: str, what: str) -> None:
-        if user_id in {self.actor.subject, self.actor.username}:
+    def _refuse_self_lockout(self, target: directory.DirectoryUser, what: str) -> None:
+        itself = (target.subject is not None and target.subject == self.actor.subject) or (
+            target.user_id == self.actor.username
+        )
+        if itself:
             raise Conflict(f"Admins cannot {what} themselves; ask another admin.")
 
+    def _refuse_last_admin(self, target: directory.DirectoryUser, what: str) -> None:
+        members, more = directory.group_members(self.pool_id, ADMIN_GROUP)
+        if more or target.user_id not in {member.user_id for member in members}:
+            return
+        # The caller's token may still name a group the directory no longer gives them: count the directory.
+        if not any(member.enabled and member.user_id != target.user_id for member in members):
+            raise Conflict(f"Cannot {what} the last enabled admin; make someone else an admin first.")
+
+    def _audited(
+        self,
+        action: str,
+        target: directory.DirectoryUser,
+        perform: Callable[[], dict[str, Any] | None],
+        **details: Any,
+    ) -> None:
+        """Records the action, performs it, then records how it ended (with what `perform` returns).
+
+        Nothing is done unless the record was written. A record left at "requested" means the end is not
+        known (the directory or the table stopped answering midway); "failed" means it was refused.
+        """
+        try:
+            record = models.audit.append_audit_record(
+                self.actor.subject, action, target.subject or target.user_id, self.request_id, details
+            )
+        except models.audit.AuditTrailUnavailable:
+            logger.exception("the audit trail could not be written; the action was not taken", action=action)
+            raise ServiceUnavailable(
+                "The audit trail cannot be written, so nothing was changed; try again shortly.",
+                retry_after_seconds=2,
+            ) from None
+        try:
+            found = perform()
+        except DomainError as error:
+            if not isinstance(error, ServiceUnavailable):
+                self._settle(record, "failed", {"error": error.problem})
+            raise
+        self._settle(record, "succeeded", found or {})
+
+    @staticmethod
+    def _settle(
+        record: models.audit.AuditRecord, outcome: models.audit.Outcome, details: dict[str, Any]
+    ) -> None:
+        try:
+            models.audit.settle_audit_record(record, outcome, details)
+        except models.audit.AuditTrailUnavailable:
+            # The record stays "requested": the action is on the trail, only its end is not.
+            logger.exception("could not record how an admin action ended", action=record.action)
+
+    def _revoke_api_keys(self, target: directory.DirectoryUser) -> dict[str, Any]:
+        revoked = models.api_key.revoke_all_api_keys(target.subject) if target.subject else []
+        return {"revoked_api_keys": revoked}
+
     def set_enabled(self, user_id: str, enabled: bool) -> directory.DirectoryUser:
-        if not enabled:
-            self._refuse_self_lockout(user_id, "disable")
-        directory.set_user_enabled(self.pool_id, user_id, enabled)
-        self._audit("user.enable" if enabled else "user.disable", user_id)
+        target = self._target(user_id)
+        if enabled:
+            self._audited(
+                "user.enable", target, lambda: directory.set_user_enabled(self.pool_id, user_id, True)
+            )
+        else:
+            self._refuse_self_lockout(target, "disable")
+            self._refuse_last_admin(target, "disable")
+
+            def disable() -> dict[str, Any]:
+                directory.set_user_enabled(self.pool_id, user_id, False)
+                # A disabled person's personal API keys must stop working with them.
+                return self._revoke_api_keys(target)
+
+            self._audited("user.disable", target, disable)
         return directory.get_user(self.pool_id, user_id)
 
     def add_to_group(self, user_id: str, group: ManagedGroup) -> directory.DirectoryUser:
-        directory.add_user_to_group(self.pool_id, user_id, group)
-        self._audit("user.group.add", user_id, group=group)
+        target = self._target(user_id)
+        self._audited(
+            "user.group.add",
+            target,
+            lambda: directory.add_user_to_group(self.pool_id, user_id, group),
+            group=group,
+        )
         return directory.get_user(self.pool_id, user_id)
 
     def remove_from_group(self, user_id: str, group: ManagedGroup) -> directory.DirectoryUser:
-        if group == "admin":
-            self._refuse_self_lockout(user_id, "remove admin rights from")
-        directory.remove_user_from_group(self.pool_id, user_id, group)
-        self._audit("user.group.remove", user_id, group=group)
+        target = self._target(user_id)
+        if group == ADMIN_GROUP:
+            self._refuse_self_lockout(target, "remove admin rights from")
+            self._refuse_last_admin(target, "remove admin rights from")
+        self._audited(
+            "user.group.remove",
+            target,
+            lambda: directory.remove_user_from_group(self.pool_id, user_id, group),
+            group=group,
+        )
         return directory.get_user(self.pool_id, user_id)
 
     def sign_out_everywhere(self, user_id: str) -> None:
-        directory.sign_out_everywhere(self.pool_id, user_id)
-        self._audit("user.sign_out", user_id)
+        target = self._target(user_id)
+        self._refuse_self_lockout(target, "sign out")
+
+        def sign_out() -> dict[str, Any]:
+            directory.sign_out_everywhere(self.pool_id, user_id)
+            # Signing someone out everywhere includes the scripts that act for them.
+            return self._revoke_api_keys(target)
+
+        self._audited("user.sign_out", target, sign_out)
 
 
 def audit_trail(

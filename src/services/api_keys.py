@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import Request
 
+import directory
 import models
 from app_secrets import derived_key
 from auth import Principal
@@ -32,6 +33,19 @@ def _secret_hash(settings: Settings, secret: str) -> str:
     return hmac.new(pepper, secret.encode(), hashlib.sha256).hexdigest()
 
 
+def _refuse_disabled_account(principal: Principal, settings: Settings) -> None:
+    # An access token outlives the disabling of its account by up to its lifetime; a key minted with it
+    # would outlive it by up to a year. The directory has the last word.
+    try:
+        account = directory.lookup_user(
+            settings.cognito_user_pool_id, principal.username or principal.subject
+        )
+    except NotFound:
+        raise Forbidden("Your account no longer exists.") from None
+    if not account.enabled:
+        raise Forbidden("Your account is disabled.")
+
+
 def issue_api_key(
     principal: Principal, settings: Settings, name: str, scopes: set[str], valid_until: datetime | None
 ) -> tuple[models.api_key.ApiKey, str]:
@@ -45,6 +59,7 @@ def issue_api_key(
         now = datetime.now(UTC)
         if valid_until <= now or valid_until - now > MAX_LIFETIME:
             raise UnprocessableContent("An API key must expire in the future and within a year.")
+    _refuse_disabled_account(principal, settings)
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     item = models.api_key.put_api_key(
@@ -62,6 +77,7 @@ def issue_api_key(
 def my_api_keys(
     principal: Principal, limit: int, cursor: str | None, codec: CursorCodec, binding: str
 ) -> tuple[list[models.api_key.ApiKey], str | None]:
+    """One page of the caller's keys, newest first; no cursor after the last page."""
     start_key = codec.decode(cursor, binding)
     items, last_key = models.api_key.list_api_keys(principal.subject, limit, start_key)
     return items, codec.encode(last_key, binding)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import directory
 import models
 from auth import Principal
-from directory import get_user
-from errors import Forbidden, NotFound, ServiceUnavailable
+from errors import Forbidden, NotFound
 from settings import Settings
 
 
@@ -17,21 +17,30 @@ def _require_person(principal: Principal) -> str:
     return principal.subject
 
 
+def _directory_entry(principal: Principal, settings: Settings) -> directory.DirectoryUser:
+    """The caller in the directory: by username when the token names one, else (API keys) by subject."""
+    pool_id = settings.cognito_user_pool_id
+    try:
+        if principal.username:
+            return directory.lookup_user(pool_id, principal.username)
+        found = directory.find_user_by_subject(pool_id, principal.subject)
+    except NotFound:
+        found = None
+    if found is None:
+        raise NotFound("The user directory has no account for you.")
+    return found
+
+
 def get_or_create_profile(principal: Principal, settings: Settings) -> models.profile.UserProfile:
     subject = _require_person(principal)
     profile = models.profile.get_profile(subject)
     if profile is not None:
         return profile
-    # Access tokens carry no email: the directory is asked once, when the profile is first made.
-    email: str | None = None
-    name: str | None = None
-    try:
-        user = get_user(settings.cognito_user_pool_id, principal.username or subject)
-        email, name = user.email, user.name
-    except (NotFound, ServiceUnavailable):
-        pass
-    display_name = name or (email.split("@", 1)[0] if email else "New user")
-    return models.profile.create_profile(subject, email, display_name)
+    # Access tokens carry no email: the directory is asked once, when the profile is first made. When it
+    # cannot answer, nothing is stored (503): a profile made without it would keep a wrong email for good.
+    user = _directory_entry(principal, settings)
+    display_name = user.name or (user.email.split("@", 1)[0] if user.email else "New user")
+    return models.profile.create_profile(subject, user.email, display_name)
 
 
 def change_profile(
