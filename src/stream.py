@@ -67,7 +67,7 @@ def handle_record(record: DynamoDBRecord) -> None:
     for subject in sorted(gone):
         # Re-added since: their current assignments are theirs again.
         if project.role_of(subject) is None:
-            models.task.unassign_in_project(project_id, subject)
+            models.task.unassign_in_project(project_id, subject, from_partition=True)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -238,9 +238,22 @@ def list_assigned_tasks(
     return bounded_page(results, Task, limit, INDEX_KEYS["gsi1"])
 
 
-def unassign_in_project(project_id: str, subject: str) -> None:
-    """Clears `subject` as assignee of the project's tasks (after they leave the project)."""
-    for task in Task.gsi1.query(assignee_key(subject), filter_condition=equals(Task.project_id, project_id)):
+def unassign_in_project(project_id: str, subject: str, *, from_partition: bool = False) -> None:
+    """Clears `subject` as assignee of the project's tasks (after they leave the project).
+
+    The API finds the tasks on the member's own index (gsi1: their assignments only). The stream consumer
+    reads the project's partition instead: its role may query the table but none of its indexes.
+    """
+    tasks = (
+        Task.query(
+            project_key(project_id),
+            Task.sk.startswith("TASK#"),
+            filter_condition=equals(Task.assignee, subject),
+        )
+        if from_partition
+        else Task.gsi1.query(assignee_key(subject), filter_condition=equals(Task.project_id, project_id))
+    )
+    for task in tasks:
         if not isinstance(task, Task):
             continue
         try:
