@@ -520,7 +520,15 @@ def test_catch_all_routes_require_a_cognito_access_token_by_default(template: di
 def test_gateway_authorizer_none_lets_every_request_reach_the_app(template: dict[str, Any]) -> None:
     # For personal API keys (X-API-Key), which a Cognito authorizer would refuse; the app verifies them.
     api = deployed_resources(template, GatewayAuthorizer="none")["Api"]
-    assert all("security" not in operation for operation in operations(api).values())
+    # An absent or empty `security` is no requirement at all.
+    assert all(not operation.get("security") for operation in operations(api).values())
+
+
+def test_sam_local_can_read_every_operations_security(resources: dict[str, Any]) -> None:
+    # `sam local start-api` resolves no Fn::If in a DefinitionBody and refuses a `security` that is not a
+    # list: a condition must sit inside the list, never around it.
+    for route, operation in operations(resources["Api"]).items():
+        assert isinstance(operation.get("security", []), list), route
 
 
 def test_no_route_demands_a_gateway_key_since_personal_api_keys_use_its_header(
