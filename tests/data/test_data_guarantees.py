@@ -674,6 +674,19 @@ def test_an_idempotency_key_belongs_to_its_route(client: TestClient, team: Team)
     assert task.json()["id"] != project.json()["id"]
 
 
+def test_an_idempotency_key_reused_for_another_project_is_422(client: TestClient, team: Team) -> None:
+    """The route's template is the same for every project: the project id is part of what is compared."""
+    headers = bearer(team.owner, **{"Idempotency-Key": unique("project-key")})
+    body = {"title": "same words"}
+    first = client.post(f"{team.path}/tasks", headers=headers, json=body)
+    assert first.status_code == 201, first.text
+    other = new_project(client, team.owner)
+    response = client.post(f"/projects/{other['id']}/tasks", headers=headers, json=body)
+    assert_problem(response, 422, "unprocessable-content")
+    assert first.json()["title"] not in response.text
+    assert all_items(walk_pages(client, team.owner, f"/projects/{other['id']}/tasks")) == []
+
+
 def test_a_refused_post_is_not_remembered(client: TestClient, team: Team) -> None:
     headers = bearer(team.editor, **{"Idempotency-Key": unique("archived")})
     client.patch(team.path, headers=bearer(team.owner), json={"archived": True})
