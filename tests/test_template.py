@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
 LAMBDA_REQUIREMENTS = ROOT / "requirements" / "lambda.txt"
+OPERATIONS_GUIDE = ROOT / "docs" / "operations.md"
 
 ANY = "x-amazon-apigateway-any-method"
 PUBLIC_PAGES = {"/health", "/health/ready", "/docs", "/docs/{proxy+}", "/redoc", "/openapi.json"}
@@ -452,6 +453,34 @@ def test_every_function_starts_with_the_prod_environment(
     settings = Settings()
     assert settings.stage == "prod"
     assert settings.rate_limit_storage_uri.startswith("dynamodb://")
+
+
+def _documented_sam_local_environment() -> dict[str, str]:
+    """The env.json docs/operations.md gives for `sam local start-api` (the guide's one JSON block)."""
+    (block,) = re.findall(r"```json\n(.*?)```", OPERATIONS_GUIDE.read_text(), re.DOTALL)
+    environment: dict[str, str] = json.loads(block)["ApiFunction"]
+    return environment
+
+
+def test_documented_sam_local_environment_overrides_what_sam_local_cannot_resolve(
+    template: dict[str, Any], api_function: dict[str, Any]
+) -> None:
+    declared = api_function["Environment"]["Variables"]
+    documented = _documented_sam_local_environment()
+    # SAM CLI applies an env file only to variables the template declares and drops the others silently.
+    assert set(documented) <= set(declared)
+    # It resolves a resource reference to the logical id (a table named "AppTable") and NoValue to nothing:
+    # only parameters resolve to something the stand-in knows.
+    resolvable = {
+        name
+        for name, value in declared.items()
+        if isinstance(value, str) or value.get("Ref") in template["Parameters"]
+    }
+    assert set(declared) - resolvable <= set(documented)
+    assert documented["RATE_LIMIT_STORAGE_URI"] == f"dynamodb://{documented['TABLE_NAME']}"
+    assert documented["COGNITO_JWKS_URL"].startswith(documented["AWS_ENDPOINT_URL"] + "/")
+    # Declared for sam local only: deployed functions never get a stand-in's endpoint.
+    assert declared["AWS_ENDPOINT_URL"] == declared["COGNITO_JWKS_URL"] == NO_VALUE
 
 
 def test_stage_parameter_values_are_stages_the_settings_accept(template: dict[str, Any]) -> None:
