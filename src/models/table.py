@@ -80,7 +80,7 @@ INDEX_KEYS = {"gsi1": ("pk", "sk", "gsi1pk", "gsi1sk"), "gsi2": ("pk", "sk", "gs
 FILTERED_PAGE_SIZE = 100
 MAX_QUERY_CALLS = 10
 
-# Why DynamoDB cancels a transaction when it is busy rather than refused: a retry may well succeed.
+# Cancellation reasons that say DynamoDB was busy, not that a condition refused: a retry may succeed.
 _BUSY_CANCELLATIONS = frozenset(
     {"ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded", "TransactionConflict"}
 )
