@@ -102,10 +102,9 @@ def project_members(
 
 def _resolve_member(settings: Settings, subject: str | None, email: str | None) -> str:
     if subject:
-        try:
-            directory.get_user(settings.cognito_user_pool_id, subject)
-        except NotFound:
-            raise UnprocessableContent("No such user.") from None
+        # By `sub`, not username: a federated user's username (Google_...) is not their tokens' subject.
+        if directory.find_user_by_subject(settings.cognito_user_pool_id, subject) is None:
+            raise UnprocessableContent("No such user.")
         return subject
     if email:
         found = directory.find_user_by_email(settings.cognito_user_pool_id, email)
