@@ -35,7 +35,15 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
-PageLimit = Annotated[int, Query(ge=1, le=100, description="Items per page (1-100).")]
+PageLimit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=100,
+        description="Items per page at most (1-100). A filtered list may answer fewer, even none, with a "
+        "`next_cursor`: keep following it until it is null.",
+    ),
+]
 PageCursor = Annotated[
     str | None, Query(max_length=_MAX_CURSOR_LENGTH, description="`next_cursor` of the previous page.")
 ]
