@@ -5,10 +5,12 @@ and `require_scopes(...)` in one line. Anything doubtful is refused."""
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, Request, Security
@@ -46,11 +48,25 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=frozenset)
     client_id: str | None = None
     key_id: str | None = None
+    # When the person signed in for this token (its auth_time, else its iat): whole seconds, as tokens
+    # carry them. None for API keys.
+    authenticated_at: datetime | None = None
 
     @property
     def is_machine(self) -> bool:
         """A client_credentials token: no user behind it."""
         return self.auth_method == "jwt" and self.username is None
+
+
+def _claim_time(claims: dict[str, Any], name: str) -> datetime | None:
+    value = claims.get(name)
+    # python-jose's own check lets strings such as "1700000000" through: only a JSON number is a time.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _fetch_json(url: str, timeout_seconds: float) -> Any:
@@ -224,6 +240,8 @@ class TokenVerifier:
             groups=groups,
             scopes=scopes,
             client_id=client_id,
+            # A refreshed token keeps the auth_time of the sign-in it descends from; iat is when it was made.
+            authenticated_at=_claim_time(claims, "auth_time") or _claim_time(claims, "iat"),
         )
 
 

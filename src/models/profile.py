@@ -1,4 +1,9 @@
-"""A user's profile: created from token claims on first access, one item per user."""
+"""A user's profile: created from token claims on first access, one item per user.
+
+The item also holds when the user's sessions were last revoked (sign-out everywhere, disabling). That
+may be recorded before the user ever opened their profile: the item then holds only that time (and its
+keys), and reads here treat it as no profile until the profile is created around it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.update import Action
 
 from models.table import StratusItem, plain_map
@@ -29,6 +34,13 @@ class UserProfile(StratusItem, discriminator="UserProfile"):
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
     version = NumberAttribute(default=1)
+    # Tokens from sign-ins before this instant may no longer mint API keys (see services.api_keys).
+    sessions_revoked_at = UTCDateTimeAttribute(null=True)
+
+    @property
+    def is_created(self) -> bool:
+        """False for an item that holds only a revocation time."""
+        return self.created_at is not None
 
     def preference_values(self) -> dict[str, Any]:
         return plain_map(self.preferences)
@@ -36,27 +48,33 @@ class UserProfile(StratusItem, discriminator="UserProfile"):
 
 def get_profile(subject: str) -> UserProfile | None:
     try:
-        return UserProfile.get(_key(subject), _PROFILE_SK)
+        profile = UserProfile.get(_key(subject), _PROFILE_SK)
     except UserProfile.DoesNotExist:
         return None
+    return profile if profile.is_created else None
 
 
 def create_profile(subject: str, email: str | None, display_name: str) -> UserProfile:
-    """Conditional put; when a concurrent first request created it already, that one is returned."""
+    """Conditional write; when a concurrent first request created it already, that one is returned.
+
+    An update rather than a put: a revocation time recorded before the profile existed must survive it.
+    """
     now = datetime.now(UTC)
-    profile = UserProfile(
-        _key(subject),
-        _PROFILE_SK,
-        subject=subject,
-        email=email,
-        display_name=display_name,
-        preferences={},
-        created_at=now,
-        updated_at=now,
-    )
+    profile = UserProfile(_key(subject), _PROFILE_SK)
+    actions: list[Action] = [
+        UserProfile.entity.set(UserProfile),
+        UserProfile.subject.set(subject),
+        UserProfile.display_name.set(display_name),
+        UserProfile.preferences.set({}),
+        UserProfile.created_at.set(now),
+        UserProfile.updated_at.set(now),
+        UserProfile.version.set(1),
+    ]
+    if email is not None:
+        actions.append(UserProfile.email.set(email))
     try:
-        profile.save(condition=UserProfile.pk.does_not_exist())
-    except PutError as error:
+        profile.update(actions=actions, condition=UserProfile.created_at.does_not_exist())
+    except UpdateError as error:
         if error.cause_response_code != "ConditionalCheckFailedException":
             raise
         existing = get_profile(subject)
@@ -83,9 +101,38 @@ def update_profile(
                 else UserProfile.preferences[name].set(value)
             )
     try:
-        profile.update(actions=actions, condition=UserProfile.pk.exists())
+        profile.update(actions=actions, condition=UserProfile.created_at.exists())
     except UpdateError as error:
         if error.cause_response_code == "ConditionalCheckFailedException":
             return None
         raise
     return profile
+
+
+def record_sessions_revoked(subject: str, revoked_at: datetime) -> None:
+    """One UpdateItem that needs no existing item: the user may never have opened their profile.
+
+    A later time recorded meanwhile (another admin, at the same moment) is kept: the time only moves on.
+    """
+    item = UserProfile(_key(subject), _PROFILE_SK)
+    later = UserProfile.sessions_revoked_at.does_not_exist() | (UserProfile.sessions_revoked_at < revoked_at)
+    try:
+        item.update(
+            actions=[UserProfile.entity.set(UserProfile), UserProfile.sessions_revoked_at.set(revoked_at)],
+            condition=later,
+        )
+    except UpdateError as error:
+        if error.cause_response_code != "ConditionalCheckFailedException":
+            raise
+
+
+def get_sessions_revoked_at(subject: str) -> datetime | None:
+    """One strongly consistent GetItem: a revocation recorded a moment ago must be seen."""
+    try:
+        item = UserProfile.get(
+            _key(subject), _PROFILE_SK, consistent_read=True, attributes_to_get=["sessions_revoked_at"]
+        )
+    except UserProfile.DoesNotExist:
+        return None
+    revoked_at: datetime | None = item.sessions_revoked_at
+    return revoked_at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import directory
@@ -99,9 +100,18 @@ class AdminActions:
             # The record stays "requested": the action is on the trail, only its end is not.
             logger.exception("could not record how an admin action ended", action=record.action)
 
-    def _revoke_api_keys(self, target: directory.DirectoryUser) -> dict[str, Any]:
-        revoked = models.api_key.revoke_all_api_keys(target.subject) if target.subject else []
-        return {"revoked_api_keys": revoked}
+    def _end_sessions(self, target: directory.DirectoryUser) -> dict[str, Any]:
+        """After the directory acted: tokens from earlier sign-ins can no longer mint API keys, and the
+        personal API keys already minted stop working."""
+        if target.subject is None:
+            return {"revoked_api_keys": []}
+        # Taken once the directory has answered, so every token issued before it acted is older. Recorded
+        # before the keys are revoked: a mint that reads it afterwards is refused, a key put before it is
+        # revoked below; only a mint already past its check while both happen can slip through.
+        revoked_at = datetime.now(UTC)
+        models.profile.record_sessions_revoked(target.subject, revoked_at)
+        revoked = models.api_key.revoke_all_api_keys(target.subject)
+        return {"revoked_api_keys": revoked, "sessions_revoked_at": revoked_at.isoformat()}
 
     def set_enabled(self, user_id: str, enabled: bool) -> directory.DirectoryUser:
         target = self._target(user_id)
@@ -115,8 +125,9 @@ class AdminActions:
 
             def disable() -> dict[str, Any]:
                 directory.set_user_enabled(self.pool_id, user_id, False)
-                # A disabled person's personal API keys must stop working with them.
-                return self._revoke_api_keys(target)
+                # A disabled person's personal API keys must stop working with them, and tokens they
+                # hold must not mint new ones once they are enabled again.
+                return self._end_sessions(target)
 
             self._audited("user.disable", target, disable)
         return directory.get_user(self.pool_id, user_id)
@@ -151,7 +162,7 @@ class AdminActions:
         def sign_out() -> dict[str, Any]:
             directory.sign_out_everywhere(self.pool_id, user_id)
             # Signing someone out everywhere includes the scripts that act for them.
-            return self._revoke_api_keys(target)
+            return self._end_sessions(target)
 
         self._audited("user.sign_out", target, sign_out)
 
