@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from botocore import xform_name
 from local.resources import LocalResources, aws_client
 from pynamodb.attributes import TTLAttribute
 from starlette.routing import Mount, Route
@@ -1020,6 +1021,39 @@ def test_roles_carry_only_documented_managed_policies(resources: dict[str, Any])
         for arn in resource["Properties"].get("ManagedPolicyArns", []):
             policy = str(arn.get("Fn::Sub", arn) if isinstance(arn, dict) else arn).rsplit("/", 1)[-1]
             assert (name, policy) in DOCUMENTED_MANAGED_POLICIES, f"{name}: {arn}"
+
+
+def _granted_actions(resources: dict[str, Any], role: str) -> set[str]:
+    actions: set[str] = set()
+    for name, statement in _policy_statements(resources):
+        if name == role and statement["Effect"] == "Allow":
+            granted = statement["Action"]
+            actions |= set(granted if isinstance(granted, list) else [granted])
+    return actions
+
+
+def _operations_called(source: Path, service: str) -> set[str]:
+    """`<service>:<Operation>` for every client method of `service` that `source` calls (`.admin_get_user(`)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model(service)
+    by_method = {xform_name(operation): operation for operation in model.operation_names}
+    called = set(re.findall(r"\.([a-z][a-z0-9_]*)\(", source.read_text()))
+    return {f"{service}:{by_method[method]}" for method in called if method in by_method}
+
+
+def test_the_function_may_make_exactly_the_cognito_calls_the_directory_makes(
+    resources: dict[str, Any],
+) -> None:
+    called = _operations_called(ROOT / "src" / "directory.py", "cognito-idp")
+    assert "cognito-idp:AdminGetUser" in called  # the scan finds the calls at all
+    granted = {
+        action
+        for action in _granted_actions(resources, "ApiFunctionRole")
+        if action.startswith("cognito-idp:")
+    }
+    assert called - granted == set(), "called but not granted: AccessDenied in AWS"
+    assert granted - called == set(), "granted but never called: more privilege than needed"
 
 
 def test_function_uses_its_explicit_least_privilege_role(resources: dict[str, Any]) -> None:
