@@ -60,10 +60,11 @@ class _RouteFacts:
     rate_limited: bool
 
 
-def _calls(dependant: Dependant) -> set[Any]:
+def dependency_calls(dependant: Dependant) -> set[Any]:
+    """Every callable a route runs before its endpoint: its dependencies, theirs, and so on."""
     found = {dependant.call}
     for dependency in dependant.dependencies:
-        found |= _calls(dependency)
+        found |= dependency_calls(dependency)
     return found
 
 
@@ -74,7 +75,7 @@ def _route_facts(app: FastAPI) -> dict[tuple[str, str], _RouteFacts]:
         route = context.original_route
         if not isinstance(route, APIRoute):
             continue
-        calls = _calls(context.dependant)
+        calls = dependency_calls(context.dependant)
         route_facts = _RouteFacts(
             credentials_required=current_principal in calls,
             credentials_accepted=optional_principal in calls,

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
+from openapi import dependency_calls
 from ratelimit import is_rate_limit
 from settings import Settings
 
@@ -22,19 +23,12 @@ UNLIMITED = {
 }
 
 
-def _calls(dependant: Any) -> list[Any]:
-    found = [dependant.call]
-    for dependency in dependant.dependencies:
-        found.extend(_calls(dependency))
-    return found
-
-
-def _operations(app: FastAPI) -> dict[tuple[str, str], list[Any]]:
+def _operations(app: FastAPI) -> dict[tuple[str, str], set[Any]]:
     operations = {}
     for context in iter_route_contexts(app.routes):
         if isinstance(context.original_route, APIRoute):
             for method in context.methods or ():
-                operations[(method, str(context.path_format))] = _calls(context.dependant)
+                operations[(method, str(context.path_format))] = dependency_calls(context.dependant)
     return operations
 
 
