@@ -805,15 +805,20 @@ def test_web_client_offers_exactly_the_configured_providers(template: dict[str, 
     ]
 
 
-def test_hosted_ui_domain_exists_only_with_a_prefix(template: dict[str, Any]) -> None:
-    def domains(**parameters: str) -> list[Any]:
+def test_hosted_ui_domain_always_exists_named_by_the_prefix_or_the_stack(template: dict[str, Any]) -> None:
+    def domain(**parameters: str) -> Any:
         resources = deployed_resources(template, **parameters)
-        return [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Cognito::UserPoolDomain"]
+        (found,) = [
+            r["Properties"] for r in resources.values() if r["Type"] == "AWS::Cognito::UserPoolDomain"
+        ]
+        return found["Domain"]
 
-    assert domains() == []
-    (domain,) = domains(CognitoDomainPrefix="stratus-test")
-    assert domain["Domain"] == {"Ref": "CognitoDomainPrefix"}
-    assert template["Outputs"]["HostedUiUrl"]["Condition"] == "HasHostedUiDomain"
+    assert domain(CognitoDomainPrefix="stratus-test") == {"Ref": "CognitoDomainPrefix"}
+    default = domain()
+    assert default["Fn::Join"][1][0] == "stratus"
+    assert "AWS::StackId" in json.dumps(default)
+    assert "Condition" not in template["Outputs"]["HostedUiUrl"]
+    assert "HostedUiDomain" in json.dumps(template["Outputs"]["HostedUiUrl"]["Value"])
 
 
 def test_password_policy_defaults(template: dict[str, Any]) -> None:
