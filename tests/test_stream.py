@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import botocore.client
 import pytest
 from fastapi.testclient import TestClient
 from local.resources import LocalResources, aws_client
 
 import models
 import stream
+from tests.aws_calls import PASS, answering_aws_calls
 from tests.events import EVENTS, LambdaContext
 from tests.test_identity import bearer
 from tests.test_transient_failures import refusal
@@ -107,17 +107,15 @@ def _records_of(resources: LocalResources, project_id: str, event_name: str) -> 
 @contextmanager
 def dynamodb_failing(operation: str, answer: Callable[[dict[str, Any]], Any]) -> Iterator[list[str]]:
     """Inside the block, every `operation` call gets `answer(params)` (a response, or an error raised)."""
-    original = botocore.client.BaseClient._make_api_call
     failed: list[str] = []
 
-    def failing(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-        if operation_name == operation:
-            failed.append(operation_name)
-            return answer(api_params)
-        return original(self, operation_name, api_params)
+    def failing(service: str, operation_name: str, params: dict[str, Any]) -> Any:
+        if operation_name != operation:
+            return PASS
+        failed.append(operation_name)
+        return answer(params)
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
+    with answering_aws_calls(failing):
         yield failed
 
 

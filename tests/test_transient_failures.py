@@ -4,16 +4,17 @@ never a 500, and never shows AWS's own words."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-import botocore.client
 import pytest
 from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
 
 from main import create_app
 from settings import Settings
+from tests.aws_calls import PASS, answering_aws_calls
 from tests.test_identity import bearer
 
 AWS_TEXT = "Throughput exceeds the current capacity of your table"
@@ -45,39 +46,46 @@ def refusal(operation_name: str, reasons: tuple[str, ...] = ("ThrottlingError",)
     )
 
 
-@pytest.fixture
-def throttled_dynamodb(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every DynamoDB call is refused as DynamoDB refuses it when busy (the stand-in cannot be made to)."""
-    original = botocore.client.BaseClient._make_api_call
-    refused: list[str] = []
-
-    def throttle(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-        if self.meta.service_model.service_name == "dynamodb":
-            refused.append(operation_name)
-            raise refusal(operation_name)
-        return original(self, operation_name, api_params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", throttle)
-    return refused
+@dataclass
+class Throttle:
+    refused: list[str] = field(default_factory=list)
+    active: bool = True
 
 
 @pytest.fixture
-def cancel_transactions(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
+def throttled_dynamodb() -> Iterator[Throttle]:
+    """While active, every DynamoDB call is refused as DynamoDB refuses it when busy (the stand-in cannot
+    be made to)."""
+    throttle = Throttle()
+
+    def answer(service: str, operation_name: str, params: dict[str, Any]) -> Any:
+        if service != "dynamodb" or not throttle.active:
+            return PASS
+        throttle.refused.append(operation_name)
+        raise refusal(operation_name)
+
+    with answering_aws_calls(answer):
+        yield throttle
+
+
+@pytest.fixture
+def cancel_transactions() -> Iterator[Callable[..., list[str]]]:
     """Once called, every TransactWriteItems is cancelled with the given reasons; other calls go through."""
-    original = botocore.client.BaseClient._make_api_call
     cancelled: list[str] = []
+    reasons: list[str] = []
 
-    def start(*reasons: str) -> list[str]:
-        def cancel(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-            if operation_name == "TransactWriteItems":
-                cancelled.append(operation_name)
-                raise refusal(operation_name, reasons)
-            return original(self, operation_name, api_params)
+    def cancel(service: str, operation_name: str, params: dict[str, Any]) -> Any:
+        if not reasons or operation_name != "TransactWriteItems":
+            return PASS
+        cancelled.append(operation_name)
+        raise refusal(operation_name, tuple(reasons))
 
-        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", cancel)
+    def start(*given: str) -> list[str]:
+        reasons[:] = given
         return cancelled
 
-    return start
+    with answering_aws_calls(cancel):
+        yield start
 
 
 def assert_unavailable(response: Any) -> None:
@@ -90,20 +98,20 @@ def assert_unavailable(response: Any) -> None:
 
 @pytest.mark.parametrize("path", ["/me", "/projects", "/health/ready"])
 def test_throttled_table_is_503_with_retry_after(
-    client: TestClient, make_user: Any, throttled_dynamodb: list[str], path: str
+    client: TestClient, make_user: Any, throttled_dynamodb: Throttle, path: str
 ) -> None:
     user = make_user()
     response = client.get(path, headers=bearer(user))
     assert_unavailable(response)
-    assert throttled_dynamodb
+    assert throttled_dynamodb.refused
 
 
 def test_throttled_write_is_503_and_the_item_is_not_half_written(
-    client: TestClient, make_user: Any, monkeypatch: pytest.MonkeyPatch, throttled_dynamodb: list[str]
+    client: TestClient, make_user: Any, throttled_dynamodb: Throttle
 ) -> None:
     user = make_user()
     assert_unavailable(client.post("/projects", headers=bearer(user), json={"name": "Throttled"}))
-    monkeypatch.undo()
+    throttled_dynamodb.active = False
     assert client.get("/projects", headers=bearer(user)).json()["items"] == []
 
 
