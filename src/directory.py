@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -89,7 +89,7 @@ def _attributes(raw: list[dict[str, str]]) -> dict[str, str]:
     return {attribute["Name"]: attribute["Value"] for attribute in raw}
 
 
-def _user_from(raw: dict[str, Any], attributes_key: str, groups: tuple[str, ...] = ()) -> DirectoryUser:
+def _user_from(raw: dict[str, Any], attributes_key: str) -> DirectoryUser:
     attributes = _attributes(raw.get(attributes_key, []))
     return DirectoryUser(
         user_id=raw["Username"],
@@ -99,7 +99,6 @@ def _user_from(raw: dict[str, Any], attributes_key: str, groups: tuple[str, ...]
         enabled=bool(raw.get("Enabled", True)),
         status=str(raw.get("UserStatus", "UNKNOWN")),
         created_at=raw.get("UserCreateDate"),
-        groups=groups,
     )
 
 
@@ -125,11 +124,11 @@ def lookup_user(pool_id: str, user_id: str) -> DirectoryUser:
 
 
 def get_user(pool_id: str, user_id: str) -> DirectoryUser:
+    """One user with their groups: `lookup_user`, then the groups of the username it found (two calls)."""
+    user = lookup_user(pool_id, user_id)
     with _translated_errors("user"):
-        raw = _cognito().admin_get_user(UserPoolId=pool_id, Username=user_id)
-        groups = _cognito().admin_list_groups_for_user(UserPoolId=pool_id, Username=user_id, Limit=60)
-    names = tuple(sorted(group["GroupName"] for group in groups.get("Groups", [])))
-    return _user_from(raw, "UserAttributes", names)
+        response = _cognito().admin_list_groups_for_user(UserPoolId=pool_id, Username=user.user_id, Limit=60)
+    return replace(user, groups=tuple(sorted(group["GroupName"] for group in response.get("Groups", []))))
 
 
 def group_members(pool_id: str, group: str) -> tuple[list[DirectoryUser], bool]:

@@ -158,8 +158,14 @@ def test_a_user_name_cognito_refuses_is_404_on_admin_routes_and_422_for_members(
 ) -> None:
     admin = make_user(("admin", "user"))
     project = client.post("/projects", headers=bearer(admin), json={"name": "Directory errors"}).json()
-    # Cognito answers a username outside its pattern (e.g. with spaces) so; the stand-in does not check.
-    refuse_aws("cognito-idp", lambda op, p: "InvalidParameterException" if op == "AdminGetUser" else None)
+    # Cognito answers a username outside its pattern (e.g. with spaces) so, and a search filter it cannot
+    # parse; the stand-in checks neither. Members are looked up by subject: a ListUsers search on `sub`.
+
+    def refused(operation: str, params: dict[str, Any]) -> str | None:
+        searches_sub = operation == "ListUsers" and str(params.get("Filter", "")).startswith("sub")
+        return "InvalidParameterException" if operation == "AdminGetUser" or searches_sub else None
+
+    refuse_aws("cognito-idp", refused)
     assert_problem(client.get("/admin/users/some.one", headers=bearer(admin)), 404, "not-found")
     assert_problem(client.post("/admin/users/some.one/disable", headers=bearer(admin)), 404, "not-found")
     added = client.post(
