@@ -15,7 +15,12 @@ from fastapi.testclient import TestClient
 from local.resources import LocalResources, aws_client
 
 import directory
+import models
+from auth import APP_SCOPES, Principal
+from errors import Forbidden, NotFound
 from pagination import query_binding
+from services.api_keys import issue_api_key
+from services.profiles import get_or_create_profile
 from tests.data.helpers import assert_problem
 from tests.test_identity import bearer, create_key
 
@@ -237,6 +242,35 @@ def test_a_user_found_by_email_is_named_by_their_tokens_subject(
     assert (found.user_id, found.subject) == (federated_pool["username"], federated_pool["sub"])
     looked_up = directory.lookup_user(federated_pool["pool_id"], federated_pool["username"])
     assert looked_up.subject == federated_pool["sub"]
+
+
+def test_a_token_of_a_deleted_user_does_not_act_as_whoever_gets_their_username_next(
+    app: FastAPI, aws_resources: LocalResources, federated_pool: dict[str, str]
+) -> None:
+    cognito = aws_client("cognito-idp", aws_resources.endpoint)
+    pool_id = federated_pool["pool_id"]
+    username = f"Google_{uuid.uuid4().int % 10**21}"
+
+    def create(email: str) -> str:
+        attributes = [{"Name": "email", "Value": email}]
+        user = cognito.admin_create_user(
+            UserPoolId=pool_id, Username=username, UserAttributes=attributes, MessageAction="SUPPRESS"
+        )["User"]
+        return next(str(a["Value"]) for a in user["Attributes"] if a["Name"] == "sub")
+
+    old_subject = create(f"gone-{uuid.uuid4().hex[:8]}@example.com")
+    cognito.admin_delete_user(UserPoolId=pool_id, Username=username)
+    assert create(f"new-{uuid.uuid4().hex[:8]}@example.com") != old_subject
+    # What an access token issued to the deleted user still says until it expires.
+    old_token = Principal(subject=old_subject, auth_method="jwt", username=username, scopes=APP_SCOPES)
+    settings = app.state.settings.model_copy(update={"cognito_user_pool_id": pool_id})
+
+    with pytest.raises(Forbidden, match="no longer exists"):
+        issue_api_key(old_token, settings, "inherited", {"stratus/read"}, None)
+    with pytest.raises(NotFound):
+        get_or_create_profile(old_token, settings)
+    assert models.profile.get_profile(old_subject) is None
+    assert models.api_key.list_api_keys(old_subject, 10, None)[0] == []
 
 
 def test_admin_user_view_shows_username_and_subject(client: TestClient, make_user: Any) -> None:

@@ -41,7 +41,10 @@ def _refuse_disabled_account(principal: Principal, settings: Settings) -> None:
             settings.cognito_user_pool_id, principal.username or principal.subject
         )
     except NotFound:
-        raise Forbidden("Your account no longer exists.") from None
+        account = None
+    # A deleted user's username can be given to someone new: the token's subject must be the account's.
+    if account is None or account.subject != principal.subject:
+        raise Forbidden("Your account no longer exists.")
     if not account.enabled:
         raise Forbidden("Your account is disabled.")
 

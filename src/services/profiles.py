@@ -22,11 +22,14 @@ def _directory_entry(principal: Principal, settings: Settings) -> directory.Dire
     pool_id = settings.cognito_user_pool_id
     try:
         if principal.username:
-            return directory.lookup_user(pool_id, principal.username)
-        found = directory.find_user_by_subject(pool_id, principal.subject)
+            found = directory.lookup_user(pool_id, principal.username)
+        else:
+            found = directory.find_user_by_subject(pool_id, principal.subject)
     except NotFound:
         found = None
-    if found is None:
+    # A deleted user's username can be given to someone new: their email must not land in the old
+    # subject's profile.
+    if found is None or found.subject != principal.subject:
         raise NotFound("The user directory has no account for you.")
     return found
 
