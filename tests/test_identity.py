@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from local.resources import LocalResources, aws_client
+from local.resources import DEMO_PASSWORD, LocalResources, aws_client, sign_in
 
 import directory
 from auth import Principal
@@ -311,8 +311,10 @@ def test_admin_disables_enables_regroups_and_signs_out_with_audit(
     assert (
         "admin" not in client.delete(f"/admin/users/{user_id}/groups/admin", headers=admin).json()["groups"]
     )
-    # Cognito accepts the email alias wherever it takes a username; the stand-in revokes refresh tokens
-    # only when signed out by the alias the user signed in with, so the alias is used here.
+    # The admin names the user by their email alias; the directory is told their username (here their
+    # sub). The stand-in revokes only refresh tokens from sign-ins by the name it is told, so this one
+    # signs in by username.
+    refresh = sign_in(aws_resources.endpoint, aws_resources.client_id, user_id, DEMO_PASSWORD)["refresh"]
     response = client.post(f"/admin/users/{target['email']}/sign-out", headers=admin)
     assert response.status_code == 204
     cognito = aws_client("cognito-idp", aws_resources.endpoint)
@@ -320,7 +322,7 @@ def test_admin_disables_enables_regroups_and_signs_out_with_audit(
         cognito.initiate_auth(
             ClientId=aws_resources.client_id,
             AuthFlow="REFRESH_TOKEN_AUTH",
-            AuthParameters={"REFRESH_TOKEN": target["refresh"]},
+            AuthParameters={"REFRESH_TOKEN": refresh},
         )
     trail = client.get("/admin/audit", headers=admin, params={"limit": 100}).json()["items"]
     mine = [entry for entry in trail if entry["target"] in {user_id, target["email"]}]

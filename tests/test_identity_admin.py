@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import botocore.client
@@ -12,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from local.resources import LocalResources, aws_client
+from local.resources import DEMO_PASSWORD, LocalResources, aws_client, sign_in
 
 import directory
 import models
@@ -23,6 +24,7 @@ from services.api_keys import issue_api_key
 from services.profiles import get_or_create_profile
 from tests.data.helpers import assert_problem
 from tests.test_identity import bearer, create_key
+from tests.test_identity_signout import wait_for_the_next_second
 
 Refusal = Callable[[str, dict[str, Any]], str | None]
 
@@ -47,6 +49,54 @@ def refuse_aws(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Refusal], None
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
     return lambda service, decide: rules.append((service, decide))
+
+
+class AwsCalls:
+    """The AWS calls made during a test, and what is to happen right after chosen ones (as if someone
+    else acted at that moment)."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[str, str, dict[str, Any]]] = []
+        self._after: list[tuple[str, Callable[[str, dict[str, Any]], bool], Callable[[], None]]] = []
+        self._acting = False
+
+    def after(
+        self, service: str, wanted: Callable[[str, dict[str, Any]], bool], then: Callable[[], None]
+    ) -> None:
+        """Runs `then` once, right after the first `service` call that `wanted(operation, params)` picks."""
+        self._after.append((service, wanted, then))
+
+    def operations(self, service: str) -> list[str]:
+        return [operation for made_to, operation, _ in self.made if made_to == service]
+
+    def called(self, service: str, operation: str, params: dict[str, Any]) -> None:
+        if self._acting:
+            return
+        self.made.append((service, operation, params))
+        for entry in list(self._after):
+            wanted_service, wanted, then = entry
+            if wanted_service == service and wanted(operation, params):
+                self._after.remove(entry)
+                self._acting = True
+                try:
+                    then()
+                finally:
+                    self._acting = False
+
+
+@pytest.fixture
+def aws_calls(monkeypatch: pytest.MonkeyPatch) -> AwsCalls:
+    """Records the AWS calls that succeed (the ones `refuse_aws` answers are not made)."""
+    original = botocore.client.BaseClient._make_api_call
+    calls = AwsCalls()
+
+    def call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+        answer = original(self, operation_name, api_params)
+        calls.called(self.meta.service_model.service_name, operation_name, api_params)
+        return answer
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
+    return calls
 
 
 def cognito_user(aws_resources: LocalResources, name: str) -> dict[str, Any]:
@@ -153,6 +203,136 @@ def test_a_refused_action_is_on_the_trail_as_failed(
     entry = next(e for e in audit_trail(client, admin) if e["target"] == target["sub"])
     assert (entry["action"], entry["outcome"]) == ("user.disable", "failed")
     assert entry["details"]["error"] == "not-found"
+
+
+# API keys end before the directory acts
+
+
+def refresh_token_by_username(aws_resources: LocalResources, user: dict[str, str]) -> str:
+    """A refresh token from a sign-in by username (here the sub): the stand-in revokes on sign-out only
+    the refresh tokens from sign-ins by the name it is told, and the directory is told the username."""
+    return sign_in(aws_resources.endpoint, aws_resources.client_id, user["sub"], DEMO_PASSWORD)["refresh"]
+
+
+def refreshes(aws_resources: LocalResources, refresh_token: str) -> bool:
+    cognito = aws_client("cognito-idp", aws_resources.endpoint)
+    try:
+        cognito.initiate_auth(
+            ClientId=aws_resources.client_id,
+            AuthFlow="REFRESH_TOKEN_AUTH",
+            AuthParameters={"REFRESH_TOKEN": refresh_token},
+        )
+    except cognito.exceptions.NotAuthorizedException:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("refused", ["Query", "UpdateItem"], ids=["keys-lookup", "key-update"])
+@pytest.mark.parametrize("action", ["disable", "sign-out"])
+def test_keys_that_cannot_be_revoked_stop_the_action_before_the_directory_acts(
+    client: TestClient,
+    make_user: Any,
+    aws_resources: LocalResources,
+    refuse_aws: Callable[[str, Refusal], None],
+    action: str,
+    refused: str,
+) -> None:
+    admin = make_user(("admin", "user"))
+    target = make_user()
+    keys = [create_key(client, target, name=f"k{i}") for i in range(2)]
+    refresh = refresh_token_by_username(aws_resources, target)
+    throttled = True
+
+    def key_revocation(operation: str, params: dict[str, Any]) -> str | None:
+        if not throttled or operation != refused:
+            return None
+        if operation == "Query":
+            about_keys = f"USER#{target['sub']}#APIKEYS" in str(params.get("ExpressionAttributeValues"))
+        else:
+            about_keys = params["Key"]["pk"]["S"].startswith("APIKEY#")
+        return "ProvisionedThroughputExceededException" if about_keys else None
+
+    refuse_aws("dynamodb", key_revocation)
+    failed = client.post(f"/admin/users/{target['sub']}/{action}", headers=bearer(admin))
+    assert_problem(failed, 503, "service-unavailable")
+    assert int(failed.headers["retry-after"]) >= 1
+    if action == "disable":
+        assert cognito_user(aws_resources, target["sub"])["Enabled"] is True
+    else:
+        assert refreshes(aws_resources, refresh)
+    (entry,) = [e for e in audit_trail(client, admin) if e["actor"] == admin["sub"]]
+    assert (entry["target"], entry["outcome"]) == (target["sub"], "failed")
+    assert entry["details"]["error"] == "service-unavailable"
+
+    throttled = False
+    retried = client.post(f"/admin/users/{target['sub']}/{action}", headers=bearer(admin))
+    assert retried.status_code in {200, 204}, retried.text
+    for key in keys:
+        assert_problem(client.get("/me", headers={"X-API-Key": key["secret"]}), 401, "unauthorized")
+    if action == "disable":
+        assert cognito_user(aws_resources, target["sub"])["Enabled"] is False
+    else:
+        assert not refreshes(aws_resources, refresh)
+    latest = next(e for e in audit_trail(client, admin) if e["actor"] == admin["sub"])
+    assert latest["outcome"] == "succeeded"
+    assert sorted(latest["details"]["revoked_api_keys"]) == sorted(key["id"] for key in keys)
+
+
+@pytest.mark.parametrize("meanwhile", ["disabled", "signed out"])
+def test_a_key_put_while_its_owner_is_disabled_or_signed_out_is_revoked_and_refused(
+    client: TestClient, make_user: Any, aws_resources: LocalResources, aws_calls: AwsCalls, meanwhile: str
+) -> None:
+    user = make_user()
+    wait_for_the_next_second(user)
+
+    def end_sessions() -> None:
+        # What an admin action does between the mint's checks and its put.
+        if meanwhile == "disabled":
+            cognito = aws_client("cognito-idp", aws_resources.endpoint)
+            cognito.admin_disable_user(UserPoolId=aws_resources.user_pool_id, Username=user["sub"])
+        else:
+            models.profile.record_sessions_revoked(user["sub"], datetime.now(UTC))
+
+    aws_calls.after(
+        "dynamodb",
+        lambda op, p: op == "PutItem" and p["Item"].get("type", {}).get("S") == "ApiKey",
+        end_sessions,
+    )
+    minted = client.post("/api-keys", headers=bearer(user), json={"name": "race", "scopes": ["stratus/read"]})
+    assert_problem(minted, 403 if meanwhile == "disabled" else 401)
+    (key,) = models.api_key.list_api_keys(user["sub"], 10, None)[0]
+    assert key.revoked_at is not None
+
+
+@pytest.mark.parametrize("action", ["disable", "sign-out"])
+def test_a_key_minted_while_the_directory_acts_is_revoked_too(
+    app: FastAPI, client: TestClient, make_user: Any, aws_calls: AwsCalls, action: str
+) -> None:
+    admin = make_user(("admin", "user"))
+    target = make_user()
+    minted: list[str] = []
+
+    def mint_with_a_fresh_sign_in() -> None:
+        # Signed in after the keys were revoked and before the directory acted: every check passes.
+        signed_in = Principal(
+            subject=target["sub"],
+            auth_method="jwt",
+            username=target["sub"],
+            scopes=APP_SCOPES,
+            authenticated_at=datetime.now(UTC).replace(microsecond=0),
+        )
+        minted.append(issue_api_key(signed_in, app.state.settings, "meanwhile", {"stratus/read"}, None)[1])
+
+    keys_of_target = f"USER#{target['sub']}#APIKEYS"
+    aws_calls.after(
+        "dynamodb",
+        lambda op, p: op == "Query" and keys_of_target in str(p.get("ExpressionAttributeValues")),
+        mint_with_a_fresh_sign_in,
+    )
+    response = client.post(f"/admin/users/{target['sub']}/{action}", headers=bearer(admin))
+    assert response.status_code in {200, 204}, response.text
+    (secret,) = minted
+    assert_problem(client.get("/me", headers={"X-API-Key": secret}), 401, "unauthorized")
 
 
 # What Cognito refuses
@@ -273,9 +453,115 @@ def test_a_token_of_a_deleted_user_does_not_act_as_whoever_gets_their_username_n
     assert models.api_key.list_api_keys(old_subject, 10, None)[0] == []
 
 
+@pytest.mark.parametrize(
+    ("method", "action"),
+    [
+        ("POST", "disable"),
+        ("POST", "enable"),
+        ("PUT", "groups/admin"),
+        ("DELETE", "groups/user"),
+        ("POST", "sign-out"),
+    ],
+)
+def test_an_action_by_email_alias_acts_on_the_user_it_audits(
+    client: TestClient,
+    make_user: Any,
+    aws_resources: LocalResources,
+    aws_calls: AwsCalls,
+    method: str,
+    action: str,
+) -> None:
+    cognito = aws_client("cognito-idp", aws_resources.endpoint)
+    pool = aws_resources.user_pool_id
+    admin = make_user(("admin", "user"))
+    looked_up, other = make_user(), make_user()
+    if action == "enable":
+        for user in (looked_up, other):
+            cognito.admin_disable_user(UserPoolId=pool, Username=user["sub"])
+    alias = looked_up["email"]
+
+    def move_alias() -> None:
+        # The email passes to someone else between the lookup and the action.
+        for user, email in ((looked_up, f"moved-{alias}"), (other, alias)):
+            attributes = [{"Name": "email", "Value": email}]
+            cognito.admin_update_user_attributes(
+                UserPoolId=pool, Username=user["sub"], UserAttributes=attributes
+            )
+
+    aws_calls.made.clear()
+    aws_calls.after("cognito-idp", lambda op, p: op == "AdminGetUser" and p["Username"] == alias, move_alias)
+    response = client.request(method, f"/admin/users/{alias}/{action}", headers=bearer(admin))
+    assert response.status_code in {200, 204}, response.text
+
+    (entry,) = [e for e in audit_trail(client, admin) if e["actor"] == admin["sub"]]
+    assert (entry["target"], entry["outcome"]) == (looked_up["sub"], "succeeded")
+    named = [
+        p["Username"] for service, _, p in aws_calls.made if service == "cognito-idp" and "Username" in p
+    ]
+    # Usernames are subs in this pool.
+    assert named[0] == alias
+    assert set(named[1:]) == {looked_up["sub"]}
+    if action == "sign-out":
+        return
+    assert response.json()["id"] == looked_up["sub"]
+    acted_on, left_alone = (cognito_user(aws_resources, u["sub"]) for u in (looked_up, other))
+    if action in {"disable", "enable"}:
+        assert acted_on["Enabled"] is (action == "enable")
+        assert left_alone["Enabled"] is (action != "enable")
+    else:
+        group = action.removeprefix("groups/")
+        assert (group in acted_on["Groups"]) is (method == "PUT")
+        assert (group in left_alone["Groups"]) is (method != "PUT")
+
+
 def test_admin_user_view_shows_username_and_subject(client: TestClient, make_user: Any) -> None:
     admin = make_user(("admin", "user"))
     target = make_user()
     shown = client.get(f"/admin/users/{target['email']}", headers=bearer(admin)).json()
     assert shown["subject"] == target["sub"]
     assert shown["email"] == target["email"]
+
+
+# What each call costs (docs/data-model.md, access patterns 14 and 15)
+
+
+def test_minting_a_key_checks_the_account_before_and_after_its_put(
+    client: TestClient, make_user: Any, aws_calls: AwsCalls
+) -> None:
+    user = make_user()
+    aws_calls.made.clear()
+    create_key(client, user)
+    assert aws_calls.operations("cognito-idp") == ["AdminGetUser", "AdminGetUser"]
+    assert aws_calls.operations("dynamodb") == ["GetItem", "PutItem", "GetItem"]
+
+
+def test_each_admin_action_makes_the_calls_the_data_model_lists(
+    client: TestClient, make_user: Any, aws_resources: LocalResources, aws_calls: AwsCalls
+) -> None:
+    admin = make_user(("admin", "user"))
+    target = make_user()
+    one_key = ["PutItem", "UpdateItem", "Query", "UpdateItem", "UpdateItem", "Query", "UpdateItem"]
+    no_keys = ["PutItem", "UpdateItem"]
+    settled_view = ["AdminGetUser", "AdminListGroupsForUser"]
+    steps: list[tuple[str, str, list[str], list[str]]] = [
+        ("POST", "disable", ["AdminGetUser", "ListUsersInGroup", "AdminDisableUser", *settled_view], one_key),
+        ("POST", "enable", ["AdminGetUser", "AdminEnableUser", *settled_view], no_keys),
+        ("PUT", "groups/admin", ["AdminGetUser", "AdminAddUserToGroup", *settled_view], no_keys),
+        (
+            "DELETE",
+            "groups/admin",
+            ["AdminGetUser", "ListUsersInGroup", "AdminRemoveUserFromGroup", *settled_view],
+            no_keys,
+        ),
+        ("DELETE", "groups/user", ["AdminGetUser", "AdminRemoveUserFromGroup", *settled_view], no_keys),
+        ("POST", "sign-out", ["AdminGetUser", "AdminUserGlobalSignOut"], one_key),
+    ]
+    for method, action, cognito_calls, dynamodb_calls in steps:
+        if dynamodb_calls == one_key:
+            fresh = sign_in(aws_resources.endpoint, aws_resources.client_id, target["email"], DEMO_PASSWORD)
+            create_key(client, {**target, **fresh})
+        aws_calls.made.clear()
+        response = client.request(method, f"/admin/users/{target['email']}/{action}", headers=bearer(admin))
+        assert response.status_code in {200, 204}, response.text
+        assert aws_calls.operations("cognito-idp") == cognito_calls, action
+        assert aws_calls.operations("dynamodb") == dynamodb_calls, action

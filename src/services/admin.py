@@ -9,7 +9,7 @@ from typing import Any, Literal
 import directory
 import models
 from auth import Principal
-from errors import Conflict, DomainError, ServiceUnavailable
+from errors import Conflict, DomainError, ServiceUnavailable, is_transient_aws_failure
 from observability import logger
 from pagination import CursorCodec
 
@@ -34,7 +34,9 @@ class AdminActions:
     """The actions one admin takes in one request, each audited with that request's id.
 
     The target is looked up first (404 for nobody), so the lockout rules compare people, not the name
-    (username, sub or email alias) the admin happened to use.
+    (username, sub or email alias) the admin happened to use. Every call after the lookup names the
+    username found: an email alias that passes to someone else meanwhile cannot make the user acted on
+    differ from the user audited.
     """
 
     def __init__(self, actor: Principal, pool_id: str, request_id: str) -> None:
@@ -64,13 +66,15 @@ class AdminActions:
         self,
         action: str,
         target: directory.DirectoryUser,
-        perform: Callable[[], dict[str, Any] | None],
+        perform: Callable[[dict[str, Any]], None],
         **details: Any,
     ) -> None:
-        """Records the action, performs it, then records how it ended (with what `perform` returns).
+        """Records the action, performs it, then records how it ended with what `perform` noted as done.
 
-        Nothing is done unless the record was written. A record left at "requested" means the end is not
-        known (the directory or the table stopped answering midway); "failed" means it was refused.
+        Nothing is done unless the record was written. "failed" means the request ended in an error, of
+        whatever kind, and every step of every action is safe to repeat; when the directory's own call
+        timed out, it may have acted nonetheless. A record left at "requested" means its end could not
+        be recorded (the table stopped answering after the action).
         """
         try:
             record = models.audit.append_audit_record(
@@ -82,13 +86,13 @@ class AdminActions:
                 "The audit trail cannot be written, so nothing was changed; try again shortly.",
                 retry_after_seconds=2,
             ) from None
+        done: dict[str, Any] = {}
         try:
-            found = perform()
-        except DomainError as error:
-            if not isinstance(error, ServiceUnavailable):
-                self._settle(record, "failed", {"error": error.problem})
+            perform(done)
+        except Exception as error:
+            self._settle(record, "failed", {**done, "error": _problem_of(error)})
             raise
-        self._settle(record, "succeeded", found or {})
+        self._settle(record, "succeeded", done)
 
     @staticmethod
     def _settle(
@@ -100,47 +104,64 @@ class AdminActions:
             # The record stays "requested": the action is on the trail, only its end is not.
             logger.exception("could not record how an admin action ended", action=record.action)
 
-    def _end_sessions(self, target: directory.DirectoryUser) -> dict[str, Any]:
-        """After the directory acted: tokens from earlier sign-ins can no longer mint API keys, and the
-        personal API keys already minted stop working."""
+    @staticmethod
+    def _end_sessions(target: directory.DirectoryUser, done: dict[str, Any]) -> None:
+        """Tokens from sign-ins before now can no longer mint API keys, and the personal API keys minted
+        so far stop working. Safe to repeat."""
         if target.subject is None:
-            return {"revoked_api_keys": []}
-        # Taken once the directory has answered, so every token issued before it acted is older. Recorded
-        # before the keys are revoked: a mint that reads it afterwards is refused, a key put before it is
-        # revoked below; only a mint already past its check while both happen can slip through.
+            return
+        # Recorded before the keys are looked up: a mint that checks after this is refused, and a key put
+        # before the lookup is revoked by it (services.api_keys checks again after its put).
         revoked_at = datetime.now(UTC)
         models.profile.record_sessions_revoked(target.subject, revoked_at)
+        done["sessions_revoked_at"] = revoked_at.isoformat()
         revoked = models.api_key.revoke_all_api_keys(target.subject)
-        return {"revoked_api_keys": revoked, "sessions_revoked_at": revoked_at.isoformat()}
+        done["revoked_api_keys"] = [*done.get("revoked_api_keys", []), *revoked]
+
+    def _ending_sessions(
+        self, target: directory.DirectoryUser, act: Callable[[], None]
+    ) -> Callable[[dict[str, Any]], None]:
+        """`act` (the directory's part) between two rounds of `_end_sessions`."""
+
+        def perform(done: dict[str, Any]) -> None:
+            # Before the directory acts: should anything fail, the user is not left disabled or signed out
+            # with the keys they had still working, and the admin's retry repeats every step.
+            self._end_sessions(target, done)
+            act()
+            # Again once the directory has answered: a key minted meanwhile, with a token from a sign-in
+            # during the action, goes too, and tokens issued before the directory acted can mint no more.
+            self._end_sessions(target, done)
+
+        return perform
 
     def set_enabled(self, user_id: str, enabled: bool) -> directory.DirectoryUser:
         target = self._target(user_id)
         if enabled:
             self._audited(
-                "user.enable", target, lambda: directory.set_user_enabled(self.pool_id, user_id, True)
+                "user.enable",
+                target,
+                lambda _done: directory.set_user_enabled(self.pool_id, target.user_id, True),
             )
         else:
             self._refuse_self_lockout(target, "disable")
             self._refuse_last_admin(target, "disable")
-
-            def disable() -> dict[str, Any]:
-                directory.set_user_enabled(self.pool_id, user_id, False)
-                # A disabled person's personal API keys must stop working with them, and tokens they
-                # hold must not mint new ones once they are enabled again.
-                return self._end_sessions(target)
-
+            # A disabled person's personal API keys stop working with them, and tokens they hold must
+            # not mint new ones once they are enabled again.
+            disable = self._ending_sessions(
+                target, lambda: directory.set_user_enabled(self.pool_id, target.user_id, False)
+            )
             self._audited("user.disable", target, disable)
-        return directory.get_user(self.pool_id, user_id)
+        return directory.get_user(self.pool_id, target.user_id)
 
     def add_to_group(self, user_id: str, group: ManagedGroup) -> directory.DirectoryUser:
         target = self._target(user_id)
         self._audited(
             "user.group.add",
             target,
-            lambda: directory.add_user_to_group(self.pool_id, user_id, group),
+            lambda _done: directory.add_user_to_group(self.pool_id, target.user_id, group),
             group=group,
         )
-        return directory.get_user(self.pool_id, user_id)
+        return directory.get_user(self.pool_id, target.user_id)
 
     def remove_from_group(self, user_id: str, group: ManagedGroup) -> directory.DirectoryUser:
         target = self._target(user_id)
@@ -150,21 +171,26 @@ class AdminActions:
         self._audited(
             "user.group.remove",
             target,
-            lambda: directory.remove_user_from_group(self.pool_id, user_id, group),
+            lambda _done: directory.remove_user_from_group(self.pool_id, target.user_id, group),
             group=group,
         )
-        return directory.get_user(self.pool_id, user_id)
+        return directory.get_user(self.pool_id, target.user_id)
 
     def sign_out_everywhere(self, user_id: str) -> None:
         target = self._target(user_id)
         self._refuse_self_lockout(target, "sign out")
-
-        def sign_out() -> dict[str, Any]:
-            directory.sign_out_everywhere(self.pool_id, user_id)
-            # Signing someone out everywhere includes the scripts that act for them.
-            return self._end_sessions(target)
-
+        # Signing someone out everywhere includes the scripts that act for them.
+        sign_out = self._ending_sessions(
+            target, lambda: directory.sign_out_everywhere(self.pool_id, target.user_id)
+        )
         self._audited("user.sign_out", target, sign_out)
+
+
+def _problem_of(error: Exception) -> str:
+    """The problem type the caller is answered with, as errors.py maps `error`."""
+    if isinstance(error, DomainError):
+        return error.problem
+    return "service-unavailable" if is_transient_aws_failure(error) else "internal-error"
 
 
 def audit_trail(

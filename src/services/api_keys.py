@@ -19,6 +19,7 @@ import models
 from app_secrets import derived_key
 from auth import Principal
 from errors import Forbidden, NotFound, Unauthorized, UnprocessableContent
+from observability import logger
 from pagination import CursorCodec
 from settings import Settings
 
@@ -98,7 +99,27 @@ def issue_api_key(
         scopes=scopes,
         valid_until=valid_until,
     )
+    # Disabling or signing a user out records the revocation time, then revokes the keys it finds on the
+    # owner index. A mint that passed the checks above before that but puts its key after the lookup would
+    # keep a working key; checked again once the key exists, every such action either finds the key or is
+    # seen here. The index is eventually consistent, so a key put just before the lookup may be missing
+    # from it: the action's second round, after the directory has answered, finds it.
+    try:
+        _refuse_disabled_account(principal, settings)
+        _refuse_revoked_session(principal)
+    except Exception:
+        _withdraw(item)
+        raise
     return item, f"{KEY_PREFIX}_{key_id}_{secret}"
+
+
+def _withdraw(item: models.api_key.ApiKey) -> None:
+    """Revokes a key whose mint was refused after its put. Its secret was never shown, so a key left
+    unrevoked (the table refusing this too) still lets nobody in: it only looks alive in the list."""
+    try:
+        models.api_key.revoke_api_key(item.key_id, item.owner_subject)
+    except Exception:
+        logger.exception("a key refused after its put could not be revoked", key_id=item.key_id)
 
 
 def my_api_keys(

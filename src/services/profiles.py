@@ -20,6 +20,7 @@ def _require_person(principal: Principal) -> str:
 def _directory_entry(principal: Principal, settings: Settings) -> directory.DirectoryUser:
     """The caller in the directory: by username when the token names one, else (API keys) by subject."""
     pool_id = settings.cognito_user_pool_id
+    found: directory.DirectoryUser | None
     try:
         if principal.username:
             found = directory.lookup_user(pool_id, principal.username)
