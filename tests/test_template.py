@@ -6,12 +6,15 @@ and requirements/lambda.txt matches uv.lock."""
 from __future__ import annotations
 
 import ast
+import fnmatch
 import importlib
 import importlib.util
 import json
 import os
 import pkgutil
 import re
+import subprocess
+import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -94,6 +97,7 @@ DOCUMENTED_WILDCARDS = {
     # In a key policy, "*" is the key the policy is attached to.
     ("AppKey", "AccountAdministersAndDelegatesToIam"): "key policy: the key itself",
     ("AppKey", "DynamoDbReadsKeyMetadata"): "key policy: the key itself",
+    ("AppKey", "StackAlarmsPublishToEncryptedTopic"): "key policy: the key itself",
 }
 # Managed policies allowed on roles, each with its reason.
 DOCUMENTED_MANAGED_POLICIES = {
@@ -1066,6 +1070,302 @@ def test_function_uses_its_explicit_least_privilege_role(resources: dict[str, An
     properties = resources["ApiFunction"]["Properties"]
     assert properties["Role"] == {"Fn::GetAtt": ["ApiFunctionRole", "Arn"]}
     assert "Policies" not in properties
+
+
+# --- Alarms --------------------------------------------------------------------------------------------
+
+ALARM_TOPIC = {"Ref": "AlarmTopic"}
+# Alarm names start with the stack's name: the topic policy and the key policy admit CloudWatch for
+# alarms matching it (aws:SourceArn), and the runbook entry is named by the rest.
+ALARM_NAME_PREFIX = "${AWS::StackName}-"
+STACK_ALARMS_SOURCE = {
+    "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+    "ArnLike": {
+        "aws:SourceArn": {
+            "Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:"
+            + ALARM_NAME_PREFIX
+            + "*"
+        }
+    },
+}
+# The app's own metrics: Powertools EMF lines written by the functions (src/observability.py).
+APP_NAMESPACE = "Stratus"
+ADD_METRIC_NAME = re.compile(r"\.add_metric\(\s*name=[\"']([^\"']+)[\"']")
+# What each metric an alarm watches is about: the logical id (and index) it names, as _metric_subject says.
+REQUIRED_ALARM_METRICS = {
+    ("AWS/ApiGateway", "5XXError", "Api"),
+    ("AWS/ApiGateway", "Latency", "Api"),
+    ("AWS/Lambda", "Errors", "ApiFunction"),
+    ("AWS/Lambda", "Throttles", "ApiFunction"),
+    ("AWS/Lambda", "Errors", "StreamFunction"),
+    ("AWS/Lambda", "IteratorAge", "StreamFunction"),
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "StreamFailureQueue"),
+    ("AWS/DynamoDB", "ReadThrottleEvents", "IdempotencyTable"),
+    ("AWS/DynamoDB", "WriteThrottleEvents", "IdempotencyTable"),
+    (APP_NAMESPACE, "RateLimitStorageErrors", "ApiFunction"),
+    (APP_NAMESPACE, "FollowUpsLeftToStream", "ApiFunction"),
+}
+# Writes each named metric as the API function would: its observability module, its service name.
+EMIT_APP_METRICS = """
+import sys
+from aws_lambda_powertools.metrics import MetricUnit
+from observability import metrics
+for name in sys.argv[1:]:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics()
+"""
+
+
+def _alarms(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource["Properties"]
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def _watched_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics an alarm reads: its one metric, or those of its metric math."""
+    if "MetricName" in alarm:
+        return [{key: alarm[key] for key in ("Namespace", "MetricName", "Dimensions")}]
+    return [query["MetricStat"]["Metric"] for query in alarm["Metrics"] if "MetricStat" in query]
+
+
+def _function_environment(
+    template: dict[str, Any], resources: dict[str, Any], function: str
+) -> dict[str, Any]:
+    """A function's environment variables as SAM deploys them: Globals, then the function's own."""
+    return {
+        **template["Globals"]["Function"]["Environment"]["Variables"],
+        **resources[function]["Properties"].get("Environment", {}).get("Variables", {}),
+    }
+
+
+def _metric_subject(metric: dict[str, Any], template: dict[str, Any], resources: dict[str, Any]) -> str:
+    """The resource of this template a metric is about (`AppTable/gsi1` for an index); fails for any other."""
+    namespace, dimensions = metric["Namespace"], {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+
+    def resource(reference: Any, resource_type: str) -> str:
+        name = reference["Ref"] if "Ref" in reference else reference["Fn::GetAtt"][0]
+        assert resources[name]["Type"] == resource_type, (metric, name)
+        return str(name)
+
+    if namespace == "AWS/Lambda":
+        assert set(dimensions) == {"FunctionName"}, metric
+        return resource(dimensions["FunctionName"], "AWS::Serverless::Function")
+    if namespace == "AWS/SQS":
+        assert set(dimensions) == {"QueueName"}, metric
+        assert dimensions["QueueName"] == {
+            "Fn::GetAtt": [resource(dimensions["QueueName"], "AWS::SQS::Queue"), "QueueName"]
+        }
+        return resource(dimensions["QueueName"], "AWS::SQS::Queue")
+    if namespace == "AWS/DynamoDB":
+        assert set(dimensions) in ({"TableName"}, {"TableName", "GlobalSecondaryIndexName"}), metric
+        table = resource(dimensions["TableName"], "AWS::DynamoDB::Table")
+        if "GlobalSecondaryIndexName" not in dimensions:
+            return table
+        indexes = {i["IndexName"] for i in resources[table]["Properties"].get("GlobalSecondaryIndexes", [])}
+        assert dimensions["GlobalSecondaryIndexName"] in indexes, metric
+        return f"{table}/{dimensions['GlobalSecondaryIndexName']}"
+    if namespace == "AWS/ApiGateway":
+        # A REST API's metrics are named by the API's name and stage, not by its id.
+        assert set(dimensions) == {"ApiName", "Stage"}, metric
+        (api,) = [
+            name
+            for name, r in resources.items()
+            if r["Type"] == "AWS::Serverless::Api" and r["Properties"]["Name"] == dimensions["ApiName"]
+        ]
+        assert dimensions["Stage"] == resources[api]["Properties"]["StageName"], metric
+        return api
+    if namespace == APP_NAMESPACE:
+        # Powertools names the emitting function by one dimension, its POWERTOOLS_SERVICE_NAME.
+        assert set(dimensions) == {"service"}, metric
+        (function,) = [
+            name
+            for name, r in resources.items()
+            if r["Type"] == "AWS::Serverless::Function"
+            and _function_environment(template, resources, name)["POWERTOOLS_SERVICE_NAME"]
+            == dimensions["service"]
+        ]
+        return function
+    raise AssertionError(f"an alarm on a namespace no resource of this template writes to: {metric}")
+
+
+def _app_metric_names() -> set[str]:
+    return {
+        name
+        for source in (ROOT / "src").rglob("*.py")
+        for name in ADD_METRIC_NAME.findall(source.read_text())
+    }
+
+
+def _watch_section() -> str:
+    (section,) = re.findall(
+        r"^## Watch\n(.*?)(?=^## |\Z)", OPERATIONS_GUIDE.read_text(), re.DOTALL | re.MULTILINE
+    )
+    return str(section)
+
+
+def test_every_alarm_notifies_the_topic_when_it_fires_and_when_it_recovers(resources: dict[str, Any]) -> None:
+    alarms = _alarms(resources)
+    assert alarms
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [ALARM_TOPIC], name
+        assert alarm["OKActions"] == [ALARM_TOPIC], name
+        # Every watched metric is quiet while all is well (no traffic, no errors, an empty queue).
+        assert alarm["TreatMissingData"] == "notBreaching", name
+
+
+def test_every_alarm_watches_a_resource_of_this_stack(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    for name, alarm in _alarms(resources).items():
+        metrics = _watched_metrics(alarm)
+        assert metrics, name
+        for metric in metrics:
+            _metric_subject(metric, template, resources)
+        if "Metrics" in alarm:
+            # Metric math: one result, computed from exactly the queries the alarm declares.
+            (result,) = [query for query in alarm["Metrics"] if query.get("ReturnData", True)]
+            declared = {query["Id"] for query in alarm["Metrics"] if "MetricStat" in query}
+            assert set(re.findall(r"\b[a-z][A-Za-z0-9_]*\b", result["Expression"])) == declared, name
+
+
+def test_alarms_cover_the_gateway_both_functions_the_failure_queue_the_tables_and_the_apps_metrics(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    watched = {
+        (metric["Namespace"], metric["MetricName"], _metric_subject(metric, template, resources))
+        for alarm in _alarms(resources).values()
+        for metric in _watched_metrics(alarm)
+    }
+    # The app table's throttles count per index too: a new index must join the alarm.
+    indexes = [i["IndexName"] for i in resources["AppTable"]["Properties"]["GlobalSecondaryIndexes"]]
+    app_table = {
+        ("AWS/DynamoDB", metric, subject)
+        for metric in ("ReadThrottleEvents", "WriteThrottleEvents")
+        for subject in ["AppTable", *(f"AppTable/{index}" for index in indexes)]
+    }
+    missing = (REQUIRED_ALARM_METRICS | app_table) - watched
+    assert not missing, f"no alarm watches {sorted(missing)}"
+
+
+def test_app_metric_alarms_match_what_powertools_emits(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    alarmed = [
+        metric
+        for alarm in _alarms(resources).values()
+        for metric in _watched_metrics(alarm)
+        if metric["Namespace"] == APP_NAMESPACE
+    ]
+    emitted_names = _app_metric_names()
+    assert {"RateLimitStorageErrors", "FollowUpsLeftToStream"} <= emitted_names  # the scan finds the calls
+    for metric in alarmed:
+        assert metric["MetricName"] in emitted_names, f"no add_metric call emits {metric['MetricName']}"
+    # Emit every alarmed metric the way the API function does, with the service name the template gives it,
+    # and read the EMF lines: CloudWatch matches an alarm to a metric only on the exact dimension set.
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_DEV"}
+    }
+    environment["POWERTOOLS_SERVICE_NAME"] = _function_environment(template, resources, "ApiFunction")[
+        "POWERTOOLS_SERVICE_NAME"
+    ]
+    environment["PYTHONPATH"] = str(ROOT / "src")
+    finished = subprocess.run(
+        [sys.executable, "-c", EMIT_APP_METRICS, *(metric["MetricName"] for metric in alarmed)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    lines = [json.loads(line) for line in finished.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == len(alarmed), finished.stdout
+    for metric, line in zip(alarmed, lines, strict=True):
+        (directive,) = line["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == metric["Namespace"]
+        assert [entry["Name"] for entry in directive["Metrics"]] == [metric["MetricName"]]
+        (dimension_set,) = directive["Dimensions"]
+        assert {name: line[name] for name in dimension_set} == {
+            d["Name"]: d["Value"] for d in metric["Dimensions"]
+        }, metric["MetricName"]
+
+
+def test_cloudwatch_may_publish_to_the_encrypted_topic_for_this_stacks_alarms_only(
+    resources: dict[str, Any],
+) -> None:
+    topic = resources["AlarmTopic"]["Properties"]
+    # A customer managed key: the AWS managed alias/aws/sns does not admit CloudWatch, and its policy is fixed.
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": ["AppKey", "Arn"]}
+    assert topic["TopicName"] == {"Fn::Sub": ALARM_NAME_PREFIX + "alarms"}
+    key_grants = [
+        statement
+        for statement in resources["AppKey"]["Properties"]["KeyPolicy"]["Statement"]
+        if statement.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert [(set(s["Action"]), s["Effect"], s["Condition"]) for s in key_grants] == [
+        ({"kms:Decrypt", "kms:GenerateDataKey*"}, "Allow", STACK_ALARMS_SOURCE)
+    ]
+    policy = resources["AlarmTopicPolicy"]["Properties"]
+    assert policy["Topics"] == [ALARM_TOPIC]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {
+            "Sid": "StackAlarmsPublish",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": ALARM_TOPIC,
+            "Condition": STACK_ALARMS_SOURCE,
+        }
+    ]
+    # Both policies admit alarms by name: an alarm named otherwise could not notify anyone.
+    for name, alarm in _alarms(resources).items():
+        assert fnmatch.fnmatchcase(alarm["AlarmName"]["Fn::Sub"], ALARM_NAME_PREFIX + "*"), name
+
+
+def test_alarm_email_is_subscribed_only_when_given(template: dict[str, Any]) -> None:
+    def subscriptions(**parameters: str) -> list[Any]:
+        resources = deployed_resources(template, **parameters)
+        # The topic exists either way, so every alarm always has an action.
+        assert resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+        return [r["Properties"] for r in resources.values() if r["Type"] == "AWS::SNS::Subscription"]
+
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+    assert subscriptions() == []
+    assert subscriptions(AlarmEmail="oncall@example.com") == [
+        {"TopicArn": ALARM_TOPIC, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}
+    ]
+    pattern = template["Parameters"]["AlarmEmail"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "")
+    assert re.fullmatch(pattern, "oncall@example.com")
+    assert not re.fullmatch(pattern, "oncall")
+
+
+def test_every_alarm_names_its_runbook_entry_and_every_entry_an_alarm(resources: dict[str, Any]) -> None:
+    # GitHub makes the heading ### `api-5xx` the anchor #api-5xx.
+    entries = set(re.findall(r"^### `([a-z0-9-]+)`$", _watch_section(), re.MULTILINE))
+    runbooks = set()
+    for name, alarm in _alarms(resources).items():
+        suffix = alarm["AlarmName"]["Fn::Sub"].removeprefix(ALARM_NAME_PREFIX)
+        assert f"docs/operations.md#{suffix}" in alarm["AlarmDescription"], name
+        runbooks.add(suffix)
+    assert runbooks == entries
+
+
+def test_latency_alarm_fires_before_requests_time_out(
+    resources: dict[str, Any], api_function: dict[str, Any]
+) -> None:
+    (alarm,) = [
+        a
+        for a in _alarms(resources).values()
+        if a.get("Namespace") == "AWS/ApiGateway" and a["MetricName"] == "Latency"
+    ]
+    assert alarm["ExtendedStatistic"] == "p99"
+    # Below the function's timeout (then the gateway's 29 s): after that, requests fail instead of slowing.
+    assert alarm["Threshold"] < api_function["Timeout"] * 1000 < 29_000
 
 
 # --- Lambda requirements -------------------------------------------------------------------------------
