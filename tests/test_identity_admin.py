@@ -4,13 +4,11 @@ and the directory's answers to what Cognito refuses."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import botocore.client
 import pytest
-from botocore.exceptions import ClientError
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from local.resources import DEMO_PASSWORD, LocalResources, aws_client, sign_in
@@ -22,6 +20,7 @@ from errors import Forbidden, NotFound
 from pagination import query_binding
 from services.api_keys import issue_api_key
 from services.profiles import get_or_create_profile
+from tests.aws_calls import AwsCall, client_error, intercepting_aws_calls
 from tests.data.helpers import assert_problem
 from tests.test_identity import bearer, create_key
 from tests.test_identity_signout import wait_for_the_next_second
@@ -30,25 +29,20 @@ Refusal = Callable[[str, dict[str, Any]], str | None]
 
 
 @pytest.fixture
-def refuse_aws(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Refusal], None]:
+def refuse_aws() -> Iterator[Callable[[str, Refusal], None]]:
     """Makes chosen AWS calls fail: `refuse(service, decide)` where decide(operation, params) returns the
     error code to answer with, or None to let the call through."""
-    original = botocore.client.BaseClient._make_api_call
     rules: list[tuple[str, Refusal]] = []
 
-    def call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-        service = self.meta.service_model.service_name
+    def refuse(call: AwsCall) -> Any:
         for wanted, decide in rules:
-            code = decide(operation_name, api_params) if service == wanted else None
+            code = decide(call.operation, call.params) if call.service == wanted else None
             if code is not None:
-                error = {"Code": code, "Message": f"refused by the test: {code}"}
-                raise ClientError(
-                    {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, operation_name
-                )
-        return original(self, operation_name, api_params)
+                raise client_error(call.operation, code)
+        return call.proceed()
 
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
-    return lambda service, decide: rules.append((service, decide))
+    with intercepting_aws_calls(refuse):
+        yield lambda service, decide: rules.append((service, decide))
 
 
 class AwsCalls:
@@ -85,18 +79,17 @@ class AwsCalls:
 
 
 @pytest.fixture
-def aws_calls(monkeypatch: pytest.MonkeyPatch) -> AwsCalls:
+def aws_calls() -> Iterator[AwsCalls]:
     """Records the AWS calls that succeed (the ones `refuse_aws` answers are not made)."""
-    original = botocore.client.BaseClient._make_api_call
     calls = AwsCalls()
 
-    def call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-        answer = original(self, operation_name, api_params)
-        calls.called(self.meta.service_model.service_name, operation_name, api_params)
+    def record(call: AwsCall) -> Any:
+        answer = call.proceed()
+        calls.called(call.service, call.operation, call.params)
         return answer
 
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
-    return calls
+    with intercepting_aws_calls(record):
+        yield calls
 
 
 def cognito_user(aws_resources: LocalResources, name: str) -> dict[str, Any]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-import botocore.client
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.aws_calls import AwsCall, intercepting_aws_calls
 from tests.test_identity import bearer, create_key
 from tests.test_identity_admin import audit_trail
 
@@ -15,26 +16,26 @@ _INDEX_KEYS = {"gsi1": ("gsi1pk", "gsi1sk"), "gsi2": ("gsi2pk", "gsi2sk")}
 
 
 @pytest.fixture(autouse=True)
-def dynamodb_stops_at_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+def dynamodb_stops_at_the_limit() -> Iterator[None]:
     """DynamoDB answers a Query that filled its Limit with a LastEvaluatedKey, whether or not anything
     follows; the stand-in omits it when nothing does. Answer as DynamoDB does."""
-    original = botocore.client.BaseClient._make_api_call
 
-    def call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-        response = original(self, operation_name, api_params)
+    def answer(call: AwsCall) -> Any:
+        response = call.proceed()
         if (
-            self.meta.service_model.service_name == "dynamodb"
-            and operation_name == "Query"
-            and response.get("Count") == api_params.get("Limit")
+            call.service == "dynamodb"
+            and call.operation == "Query"
+            and response.get("Count") == call.params.get("Limit")
             and response.get("Items")
             and "LastEvaluatedKey" not in response
         ):
             last = response["Items"][-1]
-            names = ("pk", "sk", *_INDEX_KEYS.get(api_params.get("IndexName", ""), ()))
+            names = ("pk", "sk", *_INDEX_KEYS.get(call.params.get("IndexName", ""), ()))
             response["LastEvaluatedKey"] = {name: last[name] for name in names}
         return response
 
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
+    with intercepting_aws_calls(answer):
+        yield
 
 
 def test_api_key_list_gives_no_cursor_after_an_exactly_full_last_page(

@@ -17,7 +17,7 @@ from local.resources import LocalResources, aws_client
 
 import models
 import stream
-from tests.aws_calls import PASS, answering_aws_calls
+from tests.aws_calls import AwsCall, intercepting_aws_calls
 from tests.events import EVENTS, LambdaContext
 from tests.test_identity import bearer
 from tests.test_transient_failures import refusal
@@ -109,13 +109,13 @@ def dynamodb_failing(operation: str, answer: Callable[[dict[str, Any]], Any]) ->
     """Inside the block, every `operation` call gets `answer(params)` (a response, or an error raised)."""
     failed: list[str] = []
 
-    def failing(service: str, operation_name: str, params: dict[str, Any]) -> Any:
-        if operation_name != operation:
-            return PASS
-        failed.append(operation_name)
-        return answer(params)
+    def failing(call: AwsCall) -> Any:
+        if call.operation != operation:
+            return call.proceed()
+        failed.append(call.operation)
+        return answer(call.params)
 
-    with answering_aws_calls(failing):
+    with intercepting_aws_calls(failing):
         yield failed
 
 

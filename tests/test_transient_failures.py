@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from main import create_app
 from settings import Settings
-from tests.aws_calls import PASS, answering_aws_calls
+from tests.aws_calls import AwsCall, intercepting_aws_calls
 from tests.test_identity import bearer
 
 AWS_TEXT = "Throughput exceeds the current capacity of your table"
@@ -58,13 +58,13 @@ def throttled_dynamodb() -> Iterator[Throttle]:
     be made to)."""
     throttle = Throttle()
 
-    def answer(service: str, operation_name: str, params: dict[str, Any]) -> Any:
-        if service != "dynamodb" or not throttle.active:
-            return PASS
-        throttle.refused.append(operation_name)
-        raise refusal(operation_name)
+    def answer(call: AwsCall) -> Any:
+        if call.service != "dynamodb" or not throttle.active:
+            return call.proceed()
+        throttle.refused.append(call.operation)
+        raise refusal(call.operation)
 
-    with answering_aws_calls(answer):
+    with intercepting_aws_calls(answer):
         yield throttle
 
 
@@ -74,17 +74,17 @@ def cancel_transactions() -> Iterator[Callable[..., list[str]]]:
     cancelled: list[str] = []
     reasons: list[str] = []
 
-    def cancel(service: str, operation_name: str, params: dict[str, Any]) -> Any:
-        if not reasons or operation_name != "TransactWriteItems":
-            return PASS
-        cancelled.append(operation_name)
-        raise refusal(operation_name, tuple(reasons))
+    def cancel(call: AwsCall) -> Any:
+        if not reasons or call.operation != "TransactWriteItems":
+            return call.proceed()
+        cancelled.append(call.operation)
+        raise refusal(call.operation, tuple(reasons))
 
     def start(*given: str) -> list[str]:
         reasons[:] = given
         return cancelled
 
-    with answering_aws_calls(cancel):
+    with intercepting_aws_calls(cancel):
         yield start
 
 

@@ -1,9 +1,8 @@
 """Records every AWS API call made through botocore, so tests can count what one request costs in DynamoDB
 and prove that no code path scans the table.
 
-PynamoDB 6 sends each operation through its botocore client's `_make_api_call` (retries happen inside it),
-as do boto3 clients (Powertools idempotency, Cognito, Secrets Manager): one recorded call per logical
-request to AWS, whoever made it.
+Every botocore client (PynamoDB's, Powertools', boto3's) passes through tests/aws_calls.py's interception
+point, with retries inside it: one recorded call per logical request to AWS, whoever made it.
 """
 
 from __future__ import annotations
@@ -14,9 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-from botocore.client import BaseClient
 from botocore.exceptions import ClientError
+
+from tests.aws_calls import AwsCall, intercepting_aws_calls
 
 
 @dataclass(frozen=True)
@@ -71,24 +70,21 @@ def _table_of(params: dict[str, Any]) -> str | None:
 
 @contextmanager
 def recording_aws_calls() -> Iterator[CallRecorder]:
-    """Wraps `BaseClient._make_api_call` for the duration of the block."""
+    """Records every AWS call made inside the block."""
     recorder = CallRecorder()
-    original = BaseClient._make_api_call
 
-    def recording(client: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
-        service = client.meta.service_model.service_name
+    def recording(call: AwsCall) -> Any:
         try:
-            result = original(client, operation_name, api_params)
+            result = call.proceed()
         except ClientError as error:
             reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
             code = error.response.get("Error", {}).get("Code", "")
             recorder.record(
-                ApiCall(service, operation_name, _table_of(api_params), f"{code} {reasons or ''}")
+                ApiCall(call.service, call.operation, _table_of(call.params), f"{code} {reasons or ''}")
             )
             raise
-        recorder.record(ApiCall(service, operation_name, _table_of(api_params)))
+        recorder.record(ApiCall(call.service, call.operation, _table_of(call.params)))
         return result
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(BaseClient, "_make_api_call", recording)
+    with intercepting_aws_calls(recording):
         yield recorder
