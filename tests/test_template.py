@@ -480,7 +480,10 @@ def test_documented_sam_local_environment_overrides_what_sam_local_cannot_resolv
     resolvable = {
         name
         for name, value in declared.items()
-        if isinstance(value, str) or value.get("Ref") in template["Parameters"]
+        # Parameters, and pseudo parameters (SAM CLI gives AWS::StackName "local", and so on).
+        if isinstance(value, str)
+        or value.get("Ref") in template["Parameters"]
+        or str(value.get("Ref", "")).startswith("AWS::")
     }
     assert set(declared) - resolvable <= set(documented)
     assert documented["RATE_LIMIT_STORAGE_URI"] == f"dynamodb://{documented['TABLE_NAME']}"
@@ -818,9 +821,10 @@ def test_hosted_ui_domain_always_exists_named_by_the_prefix_or_the_stack(templat
         return found["Domain"]
 
     assert domain(CognitoDomainPrefix="stratus-test") == {"Ref": "CognitoDomainPrefix"}
-    default = domain()
-    assert default["Fn::Join"][1][0] == "stratus"
-    assert "AWS::StackId" in json.dumps(default)
+    # The UUID of the stack id (arn:...:stack/<name>/<uuid>): lower-case hex, unlike the stack name.
+    assert domain() == {
+        "Fn::Join": ["-", ["stratus", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]]
+    }
     assert "Condition" not in template["Outputs"]["HostedUiUrl"]
     assert "HostedUiDomain" in json.dumps(template["Outputs"]["HostedUiUrl"]["Value"])
 
@@ -1078,6 +1082,16 @@ ALARM_TOPIC = {"Ref": "AlarmTopic"}
 # Alarm names start with the stack's name: the topic policy and the key policy admit CloudWatch for
 # alarms matching it (aws:SourceArn), and the runbook entry is named by the rest.
 ALARM_NAME_PREFIX = "${AWS::StackName}-"
+# SNS asks KMS on CloudWatch's behalf with the topic's ARN as the encryption context.
+ALARM_TOPIC_ENCRYPTION = {
+    "StringEquals": {
+        "kms:EncryptionContext:aws:sns:topicArn": {
+            "Fn::Sub": "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:"
+            + ALARM_NAME_PREFIX
+            + "alarms"
+        }
+    }
+}
 STACK_ALARMS_SOURCE = {
     "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
     "ArnLike": {
@@ -1270,9 +1284,10 @@ def test_app_metric_alarms_match_what_powertools_emits(
         for name, value in os.environ.items()
         if name not in {"POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_DEV"}
     }
-    environment["POWERTOOLS_SERVICE_NAME"] = _function_environment(template, resources, "ApiFunction")[
-        "POWERTOOLS_SERVICE_NAME"
-    ]
+    stack = {"AWS::StackName": "stratus-test"}
+    environment["POWERTOOLS_SERVICE_NAME"] = _deployed_value(
+        _function_environment(template, resources, "ApiFunction")["POWERTOOLS_SERVICE_NAME"], stack
+    )
     environment["PYTHONPATH"] = str(ROOT / "src")
     finished = subprocess.run(
         [sys.executable, "-c", EMIT_APP_METRICS, *(metric["MetricName"] for metric in alarmed)],
@@ -1290,8 +1305,23 @@ def test_app_metric_alarms_match_what_powertools_emits(
         assert [entry["Name"] for entry in directive["Metrics"]] == [metric["MetricName"]]
         (dimension_set,) = directive["Dimensions"]
         assert {name: line[name] for name in dimension_set} == {
-            d["Name"]: d["Value"] for d in metric["Dimensions"]
+            d["Name"]: _deployed_value(d["Value"], stack) for d in metric["Dimensions"]
         }, metric["MetricName"]
+
+
+def test_alarms_on_metrics_named_by_the_app_or_the_api_see_only_this_stack(resources: dict[str, Any]) -> None:
+    # API Gateway files metrics by API name and the app's EMF metrics by service name; both carry the
+    # stack's name, so a second stack in the account (dev beside prod) never fires this one's alarms.
+    named = [
+        metric
+        for alarm in _alarms(resources).values()
+        for metric in _watched_metrics(alarm)
+        if metric["Namespace"] in (APP_NAMESPACE, "AWS/ApiGateway")
+    ]
+    assert named
+    for metric in named:
+        assert "AWS::StackName" in json.dumps(metric["Dimensions"]), metric
+    assert resources["Api"]["Properties"]["Name"] == {"Ref": "AWS::StackName"}
 
 
 def test_cloudwatch_may_publish_to_the_encrypted_topic_for_this_stacks_alarms_only(
@@ -1307,7 +1337,7 @@ def test_cloudwatch_may_publish_to_the_encrypted_topic_for_this_stacks_alarms_on
         if statement.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
     ]
     assert [(set(s["Action"]), s["Effect"], s["Condition"]) for s in key_grants] == [
-        ({"kms:Decrypt", "kms:GenerateDataKey*"}, "Allow", STACK_ALARMS_SOURCE)
+        ({"kms:Decrypt", "kms:GenerateDataKey*"}, "Allow", ALARM_TOPIC_ENCRYPTION)
     ]
     policy = resources["AlarmTopicPolicy"]["Properties"]
     assert policy["Topics"] == [ALARM_TOPIC]
