@@ -271,6 +271,30 @@ def test_keys_that_cannot_be_revoked_stop_the_action_before_the_directory_acts(
     assert sorted(latest["details"]["revoked_api_keys"]) == sorted(key["id"] for key in keys)
 
 
+@pytest.mark.parametrize(
+    ("action", "directory_call"), [("disable", "AdminDisableUser"), ("sign-out", "AdminUserGlobalSignOut")]
+)
+def test_a_directory_refusal_after_the_keys_went_says_that_they_went(
+    client: TestClient,
+    make_user: Any,
+    refuse_aws: Callable[[str, Refusal], None],
+    action: str,
+    directory_call: str,
+) -> None:
+    admin = make_user(("admin", "user"))
+    target = make_user()
+    key = create_key(client, target)
+    refuse_aws(
+        "cognito-idp",
+        lambda operation, _: "TooManyRequestsException" if operation == directory_call else None,
+    )
+    failed = client.post(f"/admin/users/{target['sub']}/{action}", headers=bearer(admin))
+    body = assert_problem(failed, 503, "service-unavailable")
+    # The keys are gone although the directory did not act: the admin is told, and a retry finishes.
+    assert "API keys were already revoked" in body["detail"]
+    assert_problem(client.get("/me", headers={"X-API-Key": key["secret"]}), 401, "unauthorized")
+
+
 @pytest.mark.parametrize("meanwhile", ["disabled", "signed out"])
 def test_a_key_put_while_its_owner_is_disabled_or_signed_out_is_revoked_and_refused(
     client: TestClient, make_user: Any, aws_resources: LocalResources, aws_calls: AwsCalls, meanwhile: str

@@ -127,7 +127,20 @@ class AdminActions:
             # Before the directory acts: should anything fail, the user is not left disabled or signed out
             # with the keys they had still working, and the admin's retry repeats every step.
             self._end_sessions(target, done)
-            act()
+            try:
+                act()
+            except Exception as error:
+                # The admin must not read the refusal as "nothing changed": say what already happened.
+                already = (
+                    " The user's API keys were already revoked and earlier sign-ins can no longer mint"
+                    " keys; retry to finish."
+                )
+                if isinstance(error, DomainError):
+                    error.detail += already
+                    raise
+                if is_transient_aws_failure(error):
+                    raise ServiceUnavailable("The user directory did not answer." + already) from error
+                raise
             # Again once the directory has answered: a key minted meanwhile, with a token from a sign-in
             # during the action, goes too, and tokens issued before the directory acted can mint no more.
             self._end_sessions(target, done)

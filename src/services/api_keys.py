@@ -101,9 +101,11 @@ def issue_api_key(
     )
     # Disabling or signing a user out records the revocation time, then revokes the keys it finds on the
     # owner index. A mint that passed the checks above before that but puts its key after the lookup would
-    # keep a working key; checked again once the key exists, every such action either finds the key or is
-    # seen here. The index is eventually consistent, so a key put just before the lookup may be missing
-    # from it: the action's second round, after the directory has answered, finds it.
+    # keep a working key; checked again once the key exists, the action either finds the key or is seen
+    # here. The index is eventually consistent, so a key put just before the lookup may be missing from
+    # it; the action's second round, after the directory has answered, usually finds it. Left open: an
+    # index lagging longer than that round trip. Closing it takes a transaction that puts the key and
+    # lists it on the profile item under a condition on `sessions_revoked_at`, read back consistently.
     try:
         _refuse_disabled_account(principal, settings)
         _refuse_revoked_session(principal)
