@@ -86,6 +86,28 @@ def _route_facts(app: FastAPI) -> dict[tuple[str, str], _RouteFacts]:
     return facts
 
 
+_WHEN_ADDRESSED = {"404": "No such item, or not one the caller may see"}
+_WHEN_CONDITIONAL = {"412": "If-Match names a version that is no longer current"}
+_WHEN_WRITING = {"409": "Refused as things stand (e.g. a concurrent change, the last owner, a duplicate)"}
+
+
+def _errors_of_operation(method: str, operation: dict[str, Any]) -> dict[str, str]:
+    """What the operation's own parameters and method imply: ids that may name nothing, a version
+    precondition, a write that may conflict."""
+    errors: dict[str, str] = {}
+    parameters = operation.get("parameters", [])
+    if any(parameter.get("in") == "path" for parameter in parameters):
+        errors.update(_WHEN_ADDRESSED)
+    if any(
+        parameter.get("in") == "header" and parameter.get("name", "").lower() == "if-match"
+        for parameter in parameters
+    ):
+        errors.update(_WHEN_CONDITIONAL)
+    if method in ("post", "put", "patch", "delete"):
+        errors.update(_WHEN_WRITING)
+    return errors
+
+
 def _errors_of(facts: _RouteFacts | None) -> dict[str, str]:
     errors = dict(_ALWAYS)
     if facts is None:
@@ -124,7 +146,7 @@ def _document(app: FastAPI) -> dict[str, Any]:
                 # Anonymous callers are welcome too: an empty requirement makes the credentials optional.
                 operation["security"] = [{}, *operation.get("security", [])]
             responses: dict[str, Any] = operation.setdefault("responses", {})
-            extra = _errors_of(route_facts)
+            extra = {**_errors_of(route_facts), **_errors_of_operation(method, operation)}
             for status, description in extra.items():
                 responses.setdefault(status, {"description": description})
             for status, response in responses.items():
