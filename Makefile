@@ -19,11 +19,15 @@ export UV_PYTHON_DOWNLOADS := never
 .PHONY: help dev token test lint typecheck pytest bench openapi browser clean
 
 help:
-	@echo "make dev        local AWS stand-in + API with reload at http://127.0.0.1:$(PORT)/docs"
-	@echo "make test       lint, type-check and the whole test suite"
+	@echo "make dev        local AWS stand-in + API with reload at http://127.0.0.1:$(PORT)/docs (PORT=, AWS_PORT=)"
 	@echo "make token      access token for a demo user (as=alice|bob)"
-	@echo "make bench      cold start and warm latency against baselines"
+	@echo "make test       lint, type-check, sam validate and the whole test suite"
+	@echo "make lint       ruff check and format check;  make typecheck: mypy --strict"
+	@echo "make bench      cold start, warm latency and rate-limit cost against baselines"
+	@echo "make openapi    print the OpenAPI document"
 	@echo "make validate   sam validate --lint;  make build: sam build (no Docker)"
+	@echo "make lambda-requirements   regenerate requirements/lambda.txt from uv.lock"
+	@echo "make clean      remove .venv, .tools and build and cache folders"
 
 $(UV):
 	@$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
@@ -42,11 +46,11 @@ token: $(VENV_STAMP)
 test: lint typecheck browser validate pytest
 
 lint: $(VENV_STAMP)
-	$(VENV)/bin/ruff check src tests local bench
-	$(VENV)/bin/ruff format --check src tests local bench
+	$(VENV)/bin/ruff check src tests local bench tools
+	$(VENV)/bin/ruff format --check src tests local bench tools
 
 typecheck: $(VENV_STAMP)
-	$(VENV)/bin/mypy src local
+	$(VENV)/bin/mypy src local tools
 
 # The docs-page tests drive a real headless Chromium; install Debian's when it is missing and we can.
 browser:
@@ -65,7 +69,7 @@ bench: $(VENV_STAMP)
 	$(RUN) bench/run.py
 
 openapi: $(VENV_STAMP)
-	@$(RUN) -c "import json, main; print(json.dumps(main.app.openapi(), indent=2))"
+	@$(RUN) tools/print_openapi.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache

@@ -9,9 +9,12 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from local.resources import (
     DEMO_PASSWORD,
@@ -68,18 +71,56 @@ def _banner(resources: LocalResources, api_port: int) -> str:
 """
 
 
+def _running_stack() -> str | None:
+    """The stand-in endpoint of a stack this checkout already runs (its stack file names a stand-in that
+    answers); None when there is none, or only the file of one that crashed."""
+    try:
+        endpoint = LocalResources.from_json(STACK_FILE.read_text()).endpoint
+    except (OSError, ValueError, TypeError):
+        return None
+    address = urlsplit(endpoint)
+    # A crashed stack's stand-in notices its parent is gone within a second: give it time to go.
+    for _ in range(15):
+        try:
+            socket.create_connection((address.hostname, address.port or 80), 1).close()
+        except OSError:
+            return None
+        time.sleep(0.2)
+    return endpoint
+
+
+def _local_origins(api_port: int) -> str:
+    # The docs page (and a front end served alongside) calls the API from these origins.
+    return f"http://{HOST}:{api_port},http://localhost:{api_port}"
+
+
 def main() -> int:
     api_port = int(os.environ.get("PORT", "8000"))
+    running = _running_stack()
+    if running:
+        # One stack per checkout: `make token` reads its stack file, which a second stack would replace.
+        print(
+            f"Stratus already runs from this checkout (stand-in {running}); stop it with Ctrl-C first",
+            file=sys.stderr,
+        )
+        return 1
     if not port_is_free(api_port, wait_seconds=5):
         print(
             f"port {api_port} on {HOST} is in use; stop what holds it or run `make dev PORT=8001`",
             file=sys.stderr,
         )
         return 1
+    aws_port = _choose_aws_port()
+    if aws_port and not port_is_free(aws_port, wait_seconds=5):
+        print(
+            f"port {aws_port} on {HOST} is in use; stop what holds it or run `make dev AWS_PORT=4567`",
+            file=sys.stderr,
+        )
+        return 1
     STATE_DIR.mkdir(exist_ok=True)
     STACK_FILE.unlink(missing_ok=True)
 
-    standin = StandIn.start(_choose_aws_port(), log_file=STATE_DIR / "standin.log")
+    standin = StandIn.start(aws_port, log_file=STATE_DIR / "standin.log")
     server: subprocess.Popen[bytes] | None = None
     try:
         resources = provision(standin.endpoint)
@@ -106,7 +147,11 @@ def main() -> int:
                 # The app writes its own structured access log line per request.
                 "--no-access-log",
             ],
-            env={**os.environ, **resources.app_environment()},
+            env={
+                "CORS_ALLOW_ORIGINS": _local_origins(api_port),
+                **os.environ,
+                **resources.app_environment(),
+            },
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, safe before exec
         )
         signal.signal(signal.SIGTERM, lambda *_: server.terminate() if server else None)

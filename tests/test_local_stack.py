@@ -143,6 +143,46 @@ def test_make_dev_serves_docs_and_demo_tokens_and_ctrl_c_stops_everything(
         claims = json.loads(_b64(lines[0].split(".")[1]))
         assert claims["token_use"] == "access"
         assert stack.token("mallory").returncode != 0
+        # The docs page's origin is the chosen port's: its preflights pass CORS.
+        preflight = httpx.options(
+            f"{stack.base}/projects",
+            headers={"Origin": stack.base, "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.status_code == 200, preflight.text
+        # A second `make dev` in this checkout refuses at once and leaves the running stack alone.
+        second = subprocess.run(
+            [sys.executable, "-m", "local.dev"],
+            cwd=ROOT,
+            env=_clean_environment({**stack.env, "PORT": str(free_port())}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1, second.stderr
+        assert "already runs" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert stack.token("alice").returncode == 0
+        # Elsewhere, a stand-in port that is taken is one line, not a traceback.
+        elsewhere = subprocess.run(
+            [sys.executable, "-m", "local.dev"],
+            cwd=ROOT,
+            env=_clean_environment(
+                {
+                    **stack.env,
+                    "STRATUS_LOCAL_DIR": str(stack.state_dir / "other"),
+                    "PORT": str(free_port()),
+                    "AWS_PORT": str(stack.aws_port),
+                }
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert elsewhere.returncode == 1, elsewhere.stderr
+        assert f"port {stack.aws_port}" in elsewhere.stderr
+        assert "Traceback" not in elsewhere.stderr
         standin_pid = next(pid for pid in descendants_of(stack.process.pid) if "standin" in _cmdline(pid))
     finally:
         # Ctrl-C in a terminal signals the whole foreground process group: make and what it started.
