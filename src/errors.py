@@ -188,7 +188,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         request.scope,
         status=exc.status_code,
         problem=_GENERIC_PROBLEMS.get(exc.status_code, phrase.lower().replace(" ", "-")),
-        title=phrase,
+        # Sentence case, like every domain error's title ("Not found", "Method not allowed").
+        title=phrase[:1] + phrase[1:].lower(),
         detail=detail,
         headers=exc.headers,
     )
@@ -207,11 +208,15 @@ def describe_validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     described = []
     for error in errors:
         location = [str(part) for part in error.get("loc", ())]
+        field, message = ".".join(location[1:]), str(error.get("msg", ""))
+        if error.get("type") == "json_invalid":
+            # Pydantic puts the character offset where a field name would be.
+            field, message = "", f"{message} at character {field}" if field else message
         described.append(
             {
                 "location": location[0] if location else "",
-                "field": ".".join(location[1:]),
-                "message": error.get("msg", ""),
+                "field": field,
+                "message": message,
                 "type": error.get("type", ""),
             }
         )

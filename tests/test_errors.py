@@ -77,12 +77,14 @@ def test_unknown_path_is_404_problem(http: TestClient) -> None:
     body = assert_problem(http.get("/no/such/thing"), 404)
     assert body["instance"] == "/no/such/thing"
     assert body["type"].endswith("not-found")
+    assert body["title"] == "Not found"  # sentence case, as the domain errors write it
 
 
 def test_wrong_method_is_405_problem_with_allow(http: TestClient) -> None:
     response = http.delete("/health")
-    assert_problem(response, 405)
+    body = assert_problem(response, 405)
     assert response.headers["allow"] == "GET"
+    assert body["title"] == "Method not allowed"
 
 
 def test_non_json_body_is_415_problem(http: TestClient) -> None:
@@ -93,7 +95,11 @@ def test_non_json_body_is_415_problem(http: TestClient) -> None:
 
 def test_malformed_json_is_400_problem(http: TestClient) -> None:
     response = http.post("/_test/widgets", content='{"name": ', headers={"content-type": "application/json"})
-    assert_problem(response, 400)
+    body = assert_problem(response, 400)
+    # Where the JSON broke is said in the message; there is no field to name.
+    (error,) = body["errors"]
+    assert (error["location"], error["field"]) == ("body", "")
+    assert "at character 9" in error["message"]
 
 
 def test_validation_lists_every_offending_field_with_location(http: TestClient) -> None:
