@@ -37,7 +37,11 @@ class DirectoryUserInfo(BaseModel):
     enabled: bool
     status: str
     created_at: datetime | None
-    groups: list[str] | None = None
+    groups: list[str] | None = Field(
+        default=None,
+        description="The user's groups on a single user's answer; null in lists, where Cognito's list "
+        "gives no groups and fetching them would cost one more call per user.",
+    )
 
     @classmethod
     def of(cls, user: DirectoryUser, with_groups: bool = False) -> DirectoryUserInfo:
