@@ -304,6 +304,13 @@ def transient_failure_response(scope: Scope) -> JSONResponse:
     )
 
 
+def problem_type_of(error: BaseException) -> str:
+    """The problem type the caller is answered with for `error` (for records that name the outcome)."""
+    if isinstance(error, DomainError):
+        return error.problem
+    return "service-unavailable" if is_transient_aws_failure(error) else "internal-error"
+
+
 def error_response(scope: Scope, error: BaseException) -> JSONResponse:
     """503 for transient AWS failures, a bare 500 problem for anything else; nothing of either leaks."""
     if is_transient_aws_failure(error):

@@ -85,8 +85,13 @@ def run_once(
         config=config,
     )(execute)
     # The key is the caller's own, per route: the same key elsewhere or from someone else is another request.
+    # The path's ids belong to the request like its body: the same key and body for another project is a
+    # different request (422), not a replay of the first project's answer.
     route = getattr(request.scope.get("route"), "path", request.url.path)
-    fingerprint = {"scope": f"{caller}|{request.method}|{route}|{key}", "body": body}
+    fingerprint = {
+        "scope": f"{caller}|{request.method}|{route}|{key}",
+        "body": {"path": dict(request.path_params), "body": body},
+    }
     deadline = time.monotonic() + _WAIT_FOR_IN_PROGRESS_SECONDS
     while True:
         try:

@@ -118,9 +118,7 @@ async def add_member(
         membership = projects.add_member(user, settings, project_id, body.subject, body.email, body.role)
         return Member.of(membership).model_dump(mode="json")
 
-    # The project is part of the request: the same key and body for another project is another request.
-    fingerprint = {"project_id": project_id, **body.model_dump(mode="json")}
-    view = run_once(request, settings, user.subject, idempotency_key, fingerprint, produce)
+    view = run_once(request, settings, user.subject, idempotency_key, body.model_dump(mode="json"), produce)
     return created(request, view, f"/projects/{project_id}/members/{view['subject']}")
 
 

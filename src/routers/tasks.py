@@ -40,9 +40,7 @@ async def create_task(
     def produce() -> dict[str, object]:
         return TaskView.of(tasks.create_task(user, project_id, body.model_dump())).model_dump(mode="json")
 
-    # The project is part of the request: the same key and body for another project is another request.
-    fingerprint = {"project_id": project_id, **body.model_dump(mode="json")}
-    view = run_once(request, settings, user.subject, idempotency_key, fingerprint, produce)
+    view = run_once(request, settings, user.subject, idempotency_key, body.model_dump(mode="json"), produce)
     return created(request, view, f"/tasks/{view['id']}")
 
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import directory
 import models
 from auth import Principal
-from errors import Conflict, DomainError, ServiceUnavailable, is_transient_aws_failure
+from errors import Conflict, DomainError, ServiceUnavailable, is_transient_aws_failure, problem_type_of
 from observability import logger
 from pagination import CursorCodec
 
@@ -90,7 +90,7 @@ class AdminActions:
         try:
             perform(done)
         except Exception as error:
-            self._settle(record, "failed", {**done, "error": _problem_of(error)})
+            self._settle(record, "failed", {**done, "error": problem_type_of(error)})
             raise
         self._settle(record, "succeeded", done)
 
@@ -197,13 +197,6 @@ class AdminActions:
             target, lambda: directory.sign_out_everywhere(self.pool_id, target.user_id)
         )
         self._audited("user.sign_out", target, sign_out)
-
-
-def _problem_of(error: Exception) -> str:
-    """The problem type the caller is answered with, as errors.py maps `error`."""
-    if isinstance(error, DomainError):
-        return error.problem
-    return "service-unavailable" if is_transient_aws_failure(error) else "internal-error"
 
 
 def audit_trail(
