@@ -10,10 +10,11 @@ import uuid
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_HEADER_RAW = REQUEST_ID_HEADER.lower().encode("latin-1")
+# Safe defaults for every response: no MIME sniffing, no referrer leaks, HTTPS only.
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -79,14 +80,14 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
 
+        # Appended to the raw header list: no response sets these itself, so there is nothing to replace.
+        added_headers = [(_REQUEST_ID_HEADER_RAW, request_id.encode("latin-1")), *_SECURITY_HEADERS]
+
         async def send_with_request_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers[REQUEST_ID_HEADER] = request_id
-                # Safe defaults for every response: no MIME sniffing, no referrer leaks, HTTPS only.
-                headers.raw.extend(_SECURITY_HEADERS)
+                message["headers"] = [*message.get("headers", ()), *added_headers]
             await send(message)
 
         try:

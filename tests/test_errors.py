@@ -245,6 +245,9 @@ def test_every_response_carries_the_security_headers(http: TestClient, path: str
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["strict-transport-security"].startswith("max-age=")
+    # Added once, whatever made the response (a route, an error handler, the docs pages).
+    for name in ("x-request-id", "x-content-type-options", "referrer-policy", "strict-transport-security"):
+        assert len(response.headers.get_list(name)) == 1, name
 
 
 def test_the_openapi_document_declares_problem_json_for_every_error(http: TestClient) -> None:

@@ -22,7 +22,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-import yaml
 from botocore import xform_name
 from local.resources import LocalResources, aws_client
 from pynamodb.attributes import TTLAttribute
@@ -33,6 +32,7 @@ from auth import APP_SCOPES
 from main import create_app
 from models.table import StratusItem, table_models
 from settings import Settings
+from tests.cloudformation import load_template
 from tests.prerequisites import missing_prerequisite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,33 +108,6 @@ DOCUMENTED_MANAGED_POLICIES = {
 DEV_ONLY_PACKAGES = {"uvicorn", "pytest", "moto", "ruff", "mypy"}
 # Read by libraries rather than by Settings fields (botocore reads AWS_ENDPOINT_URL).
 ENVIRONMENT_READ_ELSEWHERE = {"POWERTOOLS_SERVICE_NAME", "AWS_ENDPOINT_URL"}
-
-
-class CloudFormationLoader(yaml.SafeLoader):
-    """A YAML loader that turns CloudFormation short tags (!Ref, !Sub, !GetAtt...) into their long form."""
-
-
-def _construct_short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = str(value).split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        assert isinstance(node, yaml.MappingNode)
-        value = loader.construct_mapping(node, deep=True)
-    key = suffix if suffix in {"Ref", "Condition"} else f"Fn::{suffix}"
-    return {key: value}
-
-
-CloudFormationLoader.add_multi_constructor("!", _construct_short_tag)
-
-
-def load_template() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=CloudFormationLoader)
-    return loaded
 
 
 def condition_is_true(template: dict[str, Any], name: str, parameters: dict[str, str]) -> bool:
@@ -445,7 +418,11 @@ def test_every_function_starts_with_the_prod_environment(
 ) -> None:
     # The prod Settings refuse development values and missing ids: a function deployed without them
     # would fail at import, on its first invocation.
-    parameters = {"Stage": "prod", "CorsAllowOrigins": "https://app.example.com", "LogLevel": "INFO"}
+    parameters = {
+        **{name: str(parameter["Default"]) for name, parameter in template["Parameters"].items()},
+        "Stage": "prod",
+        "CorsAllowOrigins": "https://app.example.com",
+    }
     declared = {
         **template["Globals"]["Function"]["Environment"]["Variables"],
         **resources[function_name]["Properties"].get("Environment", {}).get("Variables", {}),
