@@ -17,6 +17,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from errors import Forbidden, ServiceUnavailable, Unauthorized
+from gateway import partner_entry_principal
 from observability import logger
 from settings import Settings
 
@@ -47,6 +48,8 @@ class Principal:
     groups: frozenset[str] = field(default_factory=frozenset)
     scopes: frozenset[str] = field(default_factory=frozenset)
     client_id: str | None = None
+    # A partner's client (PARTNER_CLIENT_IDS): accepted only through the partner entry point.
+    partner: bool = False
     key_id: str | None = None
     # When the person signed in for this token (its auth_time, else its iat): whole seconds, as tokens
     # carry them. None for API keys.
@@ -157,11 +160,23 @@ class SigningKeys:
 
 
 class TokenVerifier:
-    """Verifies Cognito access tokens for one user pool and a set of allowed app clients."""
+    """Verifies Cognito access tokens for one user pool and a set of allowed app clients: the app's own
+    and its partners' (marked `partner` on the principal), or only `client_ids` when given."""
 
-    def __init__(self, settings: Settings, signing_keys: SigningKeys | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        signing_keys: SigningKeys | None = None,
+        *,
+        client_ids: list[str] | None = None,
+    ) -> None:
         self.issuer = settings.cognito_issuer
-        self.allowed_client_ids = frozenset(settings.cognito_client_ids)
+        self.partner_client_ids = frozenset(settings.partner_client_ids)
+        self.allowed_client_ids = (
+            frozenset(client_ids)
+            if client_ids is not None
+            else frozenset(settings.cognito_client_ids) | self.partner_client_ids
+        )
         self.signing_keys = signing_keys or SigningKeys(
             settings.jwks_url,
             timeout_seconds=settings.jwks_timeout_seconds,
@@ -240,6 +255,7 @@ class TokenVerifier:
             groups=groups,
             scopes=scopes,
             client_id=client_id,
+            partner=client_id in self.partner_client_ids,
             # A refreshed token keeps the auth_time of the sign-in it descends from; iat is when it was made.
             authenticated_at=_claim_time(claims, "auth_time") or _claim_time(claims, "iat"),
         )
@@ -263,7 +279,14 @@ async def _authenticate(request: Request) -> Principal | None:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Use `Authorization: Bearer <access token>`.", error="invalid_request")
         verifier: TokenVerifier = request.app.state.token_verifier
-        return verifier.verify(token.strip())
+        principal = verifier.verify(token.strip())
+        # Partners are metered at their own entry point, which the app's own clients never use.
+        admitted_partner = partner_entry_principal(request.scope)
+        if principal.partner and admitted_partner != principal.client_id:
+            raise Unauthorized("Partner clients call the partner entry point (/partner).")
+        if admitted_partner is not None and not principal.partner:
+            raise Unauthorized("Only partner clients call the partner entry point.")
+        return principal
     if api_key is not None:
         authenticate_api_key: ApiKeyAuthenticator = request.app.state.api_key_authenticator
         return await authenticate_api_key(request, api_key)

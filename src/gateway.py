@@ -14,6 +14,22 @@ from mangum.types import Scope
 _PATH_PARAMETER = re.compile(r"\{([^}+]+)\+?\}")
 _DUPLICATE_SLASHES = re.compile(r"/{2,}")
 
+# The partner entry point (template.yaml, EnablePartnerTier): the whole app again under this path, behind
+# the partner authorizer. Its prefix belongs to the root path, like the stage: the app sees its own routes.
+PARTNER_BASE_PATH = "/partner"
+PARTNER_RESOURCES = frozenset({PARTNER_BASE_PATH, f"{PARTNER_BASE_PATH}/{{proxy+}}"})
+
+
+def partner_entry_principal(scope: Scope) -> str | None:
+    """The partner (client id) API Gateway's partner authorizer admitted, when the request came through the
+    partner entry point; None for every other request (and outside Lambda)."""
+    event = scope.get("aws.event")
+    if not isinstance(event, dict) or event.get("resource") not in PARTNER_RESOURCES:
+        return None
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    principal = authorizer.get("principalId") if isinstance(authorizer, dict) else None
+    return principal if isinstance(principal, str) and principal else None
+
 
 def _app_path_of_rest_event(event: dict[str, Any]) -> str | None:
     """The path the app routes on: the matched resource with its parameters filled in.
@@ -25,11 +41,11 @@ def _app_path_of_rest_event(event: dict[str, Any]) -> str | None:
     if not isinstance(resource, str):
         return None
     parameters = event.get("pathParameters") or {}
-    # The template's two routes, answered without a regex: this runs on every invocation.
-    if resource == "/{proxy+}":
+    # The template's catch-alls, answered without a regex: this runs on every invocation.
+    if resource in ("/{proxy+}", f"{PARTNER_BASE_PATH}/{{proxy+}}"):
         proxy = parameters.get("proxy")
         return None if proxy is None else "/" + proxy.lstrip("/")
-    if resource == "/":
+    if resource in ("/", PARTNER_BASE_PATH):
         return "/"
     missing = False
 
@@ -74,6 +90,11 @@ class RestApiGateway(APIGateway):
         if app_path is None or not isinstance(full_path, str):
             return scope
         root_path = _prefix_before(full_path, app_path)
+        if self.event.get("resource") in PARTNER_RESOURCES:
+            # `path` holds the entry point's prefix too, whatever the URL: the app path is the proxied part.
+            scope["root_path"] = root_path or PARTNER_BASE_PATH
+            scope["path"] = scope["root_path"] + app_path
+            return scope
         route_path = scope["path"]
         # Only a custom domain puts the prefix into `path` too (execute-api leaves the stage out of it, and
         # an app route may well begin with a segment that equals the stage name).

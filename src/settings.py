@@ -46,6 +46,11 @@ class Settings(BaseSettings):
 
     cognito_user_pool_id: str = ""
     cognito_client_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Partners' app clients: their tokens are accepted only on requests through the partner entry point
+    # (/partner, behind the partner authorizer), where API Gateway meters each partner.
+    partner_client_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The partner usage plan whose keys the partner authorizer hands to API Gateway.
+    partner_usage_plan_id: str = ""
     # Override for where the signing keys are fetched; empty means the issuer's own JWKS URL.
     cognito_jwks_url: str = ""
 
@@ -77,7 +82,7 @@ class Settings(BaseSettings):
     @classmethod
     def _split_lists(cls, data: object) -> object:
         if isinstance(data, dict):
-            for key in ("cognito_client_ids", "cors_allow_origins"):
+            for key in ("cognito_client_ids", "partner_client_ids", "cors_allow_origins"):
                 for candidate in (key, key.upper()):
                     if candidate in data:
                         data[candidate] = _split_csv(data[candidate])

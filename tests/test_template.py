@@ -27,6 +27,7 @@ from local.resources import LocalResources, aws_client
 from pynamodb.attributes import TTLAttribute
 from starlette.routing import Mount, Route
 
+import gateway
 import models
 from auth import APP_SCOPES
 from main import create_app
@@ -52,6 +53,8 @@ PUBLIC_OPERATIONS = {
 }
 # Everything else reaches the app through these, behind the Cognito authorizer when it is on.
 GATED_OPERATIONS = {("/", ANY), ("/{proxy+}", ANY)}
+# The partner entry point (EnablePartnerTier=true): the app again, behind the partner authorizer.
+PARTNER_OPERATIONS = {("/partner", ANY), ("/partner/{proxy+}", ANY)}
 # Scopes the gateway accepts: the API's own (hosted UI and machine tokens) and SRP sign-in's.
 GATEWAY_SCOPES = [*sorted(APP_SCOPES), "aws.cognito.signin.user.admin"]
 # Every response type API Gateway knows, with the status the template pins for it: API Gateway's documented
@@ -94,6 +97,9 @@ NO_VALUE = {"Ref": "AWS::NoValue"}
 DOCUMENTED_WILDCARDS = {
     ("ApiFunctionRole", "XRayHasNoResourceLevelPermissions"): "X-Ray has no resource-level permissions",
     ("StreamFunctionRole", "XRayHasNoResourceLevelPermissions"): "X-Ray has no resource-level permissions",
+    ("PartnerAuthorizerFunctionRole", "XRayHasNoResourceLevelPermissions"): (
+        "X-Ray has no resource-level permissions"
+    ),
     # In a key policy, "*" is the key the policy is attached to.
     ("AppKey", "AccountAdministersAndDelegatesToIam"): "key policy: the key itself",
     ("AppKey", "DynamoDbReadsKeyMetadata"): "key policy: the key itself",
@@ -338,18 +344,42 @@ def test_table_is_encrypted_with_the_app_key_and_survives_stack_deletion(resourc
 # --- The function --------------------------------------------------------------------------------------
 
 
-def test_function_runs_the_built_handler_on_python313_arm64(api_function: dict[str, Any]) -> None:
-    assert api_function["Runtime"] == "python3.13"
-    assert api_function["Architectures"] == ["arm64"]
-    assert api_function["CodeUri"] == "src/"
-    assert api_function["Handler"] == "main.handler"
-    assert api_function["Metadata"]["BuildMethod"] == "makefile"
-    assert (ROOT / "src" / "Makefile").read_text().count("build-ApiFunction build-StreamFunction:") == 1
+FUNCTION_NAMES = sorted(
+    name
+    for name, resource in load_template()["Resources"].items()
+    if resource["Type"] == "AWS::Serverless::Function"
+)
 
 
-def test_handler_named_in_the_template_exists(api_function: dict[str, Any]) -> None:
-    module_name, attribute = api_function["Handler"].rsplit(".", 1)
-    tree = ast.parse((ROOT / api_function["CodeUri"] / f"{module_name}.py").read_text())
+def _function_properties(template: dict[str, Any], name: str) -> dict[str, Any]:
+    """A function's properties with the template's Globals applied (as SAM applies them)."""
+    merged: dict[str, Any] = {**template["Globals"]["Function"], **template["Resources"][name]["Properties"]}
+    merged["Metadata"] = template["Resources"][name].get("Metadata", {})
+    return merged
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_every_function_runs_the_built_artifact_on_python313_arm64(
+    template: dict[str, Any], name: str
+) -> None:
+    function = _function_properties(template, name)
+    assert function["Runtime"] == "python3.13"
+    assert function["Architectures"] == ["arm64"]
+    assert function["CodeUri"] == "src/"
+    assert function["Metadata"]["BuildMethod"] == "makefile"
+    # SAM runs `make build-<logical id>` from src/Makefile for each function.
+    makefile = (ROOT / "src" / "Makefile").read_text()
+    targets = {
+        target for line in re.findall(r"^([\w -]+):", makefile, re.MULTILINE) for target in line.split()
+    }
+    assert f"build-{name}" in targets
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_handler_named_in_the_template_exists(template: dict[str, Any], name: str) -> None:
+    function = _function_properties(template, name)
+    module_name, attribute = function["Handler"].rsplit(".", 1)
+    tree = ast.parse((ROOT / function["CodeUri"] / f"{module_name}.py").read_text())
     names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     names |= {
         target.id
@@ -361,19 +391,29 @@ def test_handler_named_in_the_template_exists(api_function: dict[str, Any]) -> N
     assert attribute in names
 
 
+def test_api_function_runs_the_app(api_function: dict[str, Any]) -> None:
+    assert api_function["Handler"] == "main.handler"
+
+
 def test_function_times_out_before_api_gateway(api_function: dict[str, Any]) -> None:
     assert api_function["Timeout"] < 29
 
 
-def test_function_logs_to_its_own_log_group_with_retention(
-    api_function: dict[str, Any], resources: dict[str, Any]
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_every_function_logs_to_its_own_log_group_with_retention(
+    template: dict[str, Any], resources: dict[str, Any], name: str
 ) -> None:
+    function = _function_properties(template, name)
     # Lambda would create /aws/lambda/<name> itself, without retention, if the names disagreed.
-    log_group_name = api_function["LoggingConfig"]["LogGroup"]["Ref"]
-    log_group = resources[log_group_name]["Properties"]
-    assert log_group["LogGroupName"] == {"Fn::Sub": "/aws/lambda/" + api_function["FunctionName"]["Fn::Sub"]}
-    assert "RetentionInDays" in log_group
-    assert api_function["LoggingConfig"]["LogFormat"] == "JSON"
+    log_group_name = function["LoggingConfig"]["LogGroup"]["Ref"]
+    log_group = resources[log_group_name]
+    assert log_group["Properties"]["LogGroupName"] == {
+        "Fn::Sub": "/aws/lambda/" + function["FunctionName"]["Fn::Sub"]
+    }
+    assert "RetentionInDays" in log_group["Properties"]
+    assert function["LoggingConfig"]["LogFormat"] == "JSON"
+    # A conditional function's log group exists exactly when the function does.
+    assert log_group.get("Condition") == resources[name].get("Condition")
 
 
 def _settings_environment_names() -> set[str]:
@@ -412,19 +452,25 @@ def _deployed_value(value: Any, parameters: dict[str, str]) -> str:
     raise AssertionError(f"unexpected intrinsic in an environment variable: {value}")
 
 
-@pytest.mark.parametrize("function_name", ["ApiFunction", "StreamFunction"])
+@pytest.mark.parametrize("function_name", FUNCTION_NAMES)
 def test_every_function_starts_with_the_prod_environment(
-    template: dict[str, Any], resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch, function_name: str
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch, function_name: str
 ) -> None:
     # The prod Settings refuse development values and missing ids: a function deployed without them
-    # would fail at import, on its first invocation.
+    # would fail at import, on its first invocation. Every function exists with the partner tier on.
     parameters = {
         **{name: str(parameter["Default"]) for name, parameter in template["Parameters"].items()},
         "Stage": "prod",
         "CorsAllowOrigins": "https://app.example.com",
+        "EnablePartnerTier": "true",
     }
+    resources = deployed_resources(template, **parameters)
+    environment = resolve_conditions(
+        template["Globals"]["Function"]["Environment"],
+        lambda name: condition_is_true(template, name, parameters),
+    )
     declared = {
-        **template["Globals"]["Function"]["Environment"]["Variables"],
+        **environment["Variables"],
         **resources[function_name]["Properties"].get("Environment", {}).get("Variables", {}),
     }
     # CloudFormation leaves out a variable whose value is AWS::NoValue.
@@ -491,12 +537,17 @@ def test_api_redeploys_its_stage_on_every_stack_update(resources: dict[str, Any]
     assert resources["Api"]["Properties"]["AlwaysDeploy"] is True
 
 
-def test_every_route_is_either_public_or_behind_the_gate(resources: dict[str, Any]) -> None:
-    assert set(operations(resources["Api"])) == PUBLIC_OPERATIONS | GATED_OPERATIONS
+def test_every_route_is_either_public_or_behind_a_gate(template: dict[str, Any]) -> None:
+    routes = PUBLIC_OPERATIONS | GATED_OPERATIONS
+    assert set(operations(deployed_resources(template)["Api"])) == routes
+    assert set(operations(deployed_resources(template, EnablePartnerTier="true")["Api"])) == (
+        routes | PARTNER_OPERATIONS
+    )
 
 
-def test_every_route_proxies_to_the_api_function(resources: dict[str, Any]) -> None:
-    for route, operation in operations(resources["Api"]).items():
+def test_every_route_proxies_to_the_api_function(template: dict[str, Any]) -> None:
+    api = deployed_resources(template, EnablePartnerTier="true")["Api"]
+    for route, operation in operations(api).items():
         integration = operation["x-amazon-apigateway-integration"]
         assert (integration["type"], integration["httpMethod"]) == ("aws_proxy", "POST"), route
         assert "/functions/${ApiFunction.Arn}/invocations" in integration["uri"]["Fn::Sub"], route
@@ -541,24 +592,104 @@ def test_gateway_authorizer_none_lets_every_request_reach_the_app(template: dict
 
 def test_sam_local_can_read_every_operations_security(resources: dict[str, Any]) -> None:
     # `sam local start-api` resolves no Fn::If in a DefinitionBody and refuses a `security` that is not a
-    # list: a condition must sit inside the list, never around it.
-    for route, operation in operations(resources["Api"]).items():
-        assert isinstance(operation.get("security", []), list), route
+    # list: a condition must sit inside the list, never around it. It skips a path item that is a whole
+    # Fn::If (the partner entry point, which it does not serve), and an authorizer it cannot read.
+    paths = resources["Api"]["Properties"]["DefinitionBody"]["paths"]
+    conditional = {path for path, item in paths.items() if set(item) == {"Fn::If"}}
+    assert {(path, ANY) for path in conditional} == PARTNER_OPERATIONS
+    for path, path_item in paths.items():
+        if path in conditional:
+            continue
+        for method, operation in path_item.items():
+            assert isinstance(operation.get("security", []), list), (path, method)
 
 
-def test_no_route_demands_a_gateway_key_since_personal_api_keys_use_its_header(
+def test_only_the_partner_entry_point_demands_a_gateway_key_and_never_from_a_header(
     template: dict[str, Any],
 ) -> None:
-    # API Gateway reads a required key from X-API-Key, where the app reads personal API keys, and demands it
-    # of every caller of the method: required here, it would lock out every user and every personal key.
-    # Metering partners takes a second API (docs/operations.md).
-    for enabled in ("true", "false"):
-        api = deployed_resources(template, EnablePartnerTier=enabled)["Api"]
-        for route, operation in operations(api).items():
-            assert all("PartnerApiKey" not in requirement for requirement in operation.get("security", [])), (
-                route
-            )
-    assert "ApiKeySourceType" not in template["Resources"]["Api"]["Properties"]
+    # A required key is required of every caller of the method: on the catch-alls it would lock out every
+    # user. And API Gateway would read it from X-API-Key, where the app reads personal API keys, unless the
+    # key comes from the authorizer.
+    assert not any(
+        "PartnerApiKey" in requirement
+        for operation in operations(deployed_resources(template)["Api"]).values()
+        for requirement in operation.get("security", [])
+    )
+    api = deployed_resources(template, EnablePartnerTier="true")["Api"]
+    for route, operation in operations(api).items():
+        if route in PARTNER_OPERATIONS:
+            assert operation["security"] == [{"PartnerAuthorizer": [], "PartnerApiKey": []}], route
+        else:
+            assert all("PartnerApiKey" not in r for r in operation.get("security", [])), route
+    assert api["Properties"]["DefinitionBody"]["x-amazon-apigateway-api-key-source"] == "AUTHORIZER"
+
+
+def test_partner_resources_are_the_ones_the_app_mounts(template: dict[str, Any]) -> None:
+    # The app strips exactly these resources' prefix (gateway.py); a renamed path would reach it unstripped.
+    api = deployed_resources(template, EnablePartnerTier="true")["Api"]
+    partner_paths = {path for path, _ in operations(api) if path.startswith(gateway.PARTNER_BASE_PATH)}
+    assert partner_paths == set(gateway.PARTNER_RESOURCES) == {path for path, _ in PARTNER_OPERATIONS}
+
+
+def test_partner_authorizer_is_a_cached_token_authorizer_of_its_own_function(
+    template: dict[str, Any],
+) -> None:
+    api = deployed_resources(template, EnablePartnerTier="true")["Api"]
+    scheme = api["Properties"]["DefinitionBody"]["components"]["securitySchemes"]["PartnerAuthorizer"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "Authorization")
+    assert scheme["x-amazon-apigateway-authtype"] == "custom"
+    authorizer = scheme["x-amazon-apigateway-authorizer"]
+    assert authorizer["type"] == "token"
+    assert "/functions/${PartnerAuthorizerFunction.Arn}/invocations" in authorizer["authorizerUri"]["Fn::Sub"]
+    assert 0 < authorizer["authorizerResultTtlInSeconds"] <= 3600
+    # API Gateway refuses what is not a bearer token without invoking the function.
+    expression = re.compile(authorizer["identityValidationExpression"])
+    assert expression.fullmatch("Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_")
+    for refused in ("Basic dXNlcjpwdw==", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", "Bearer ", "Bearer a b"):
+        assert not expression.fullmatch(refused), refused
+    # Without the tier, neither the scheme nor the function exists.
+    disabled = deployed_resources(template)
+    schemes = disabled["Api"]["Properties"]["DefinitionBody"]["components"]["securitySchemes"]
+    assert "PartnerAuthorizer" not in schemes
+    assert "PartnerAuthorizerFunction" not in disabled
+
+
+def test_partner_authorizer_reads_only_the_partner_plans_keys(template: dict[str, Any]) -> None:
+    resources = deployed_resources(template, EnablePartnerTier="true")
+    function = resources["PartnerAuthorizerFunction"]["Properties"]
+    assert function["Handler"] == "partner_authorizer.handler"
+    assert function["Environment"]["Variables"]["PARTNER_USAGE_PLAN_ID"] == {"Ref": "PartnerUsagePlan"}
+    statements = {
+        statement["Sid"]: statement
+        for policy in resources[function["Role"]["Fn::GetAtt"][0]]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    }
+    assert set(statements) == {
+        "WriteOwnLogs",
+        "ReadPartnerUsagePlanKeys",
+        "XRayHasNoResourceLevelPermissions",
+    }
+    keys = statements["ReadPartnerUsagePlanKeys"]
+    assert keys["Action"] == "apigateway:GET"
+    assert keys["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/usageplans/${PartnerUsagePlan}/keys"
+    }
+
+
+def test_example_partner_has_a_client_credentials_client_and_a_key_named_after_it(
+    template: dict[str, Any],
+) -> None:
+    resources = deployed_resources(template, EnablePartnerTier="true")
+    client = resources["ExamplePartnerClient"]["Properties"]
+    assert client["AllowedOAuthFlows"] == ["client_credentials"]
+    assert client["GenerateSecret"] is True
+    assert client["ExplicitAuthFlows"] == ["ALLOW_REFRESH_TOKEN_AUTH"]
+    assert resources["ExamplePartnerApiKey"]["Properties"]["Name"] == {"Ref": "ExamplePartnerClient"}
+    plan_key = resources["ExamplePartnerUsagePlanKey"]["Properties"]
+    assert plan_key["KeyId"] == {"Ref": "ExamplePartnerApiKey"}
+    assert plan_key["UsagePlanId"] == {"Ref": "PartnerUsagePlan"}
+    stages = resources["PartnerUsagePlan"]["Properties"]["ApiStages"]
+    assert stages == [{"ApiId": {"Ref": "Api"}, "Stage": {"Ref": "Api.Stage"}}]
 
 
 def test_every_resource_answers_preflights_without_an_authorizer(template: dict[str, Any]) -> None:
@@ -593,17 +724,23 @@ def test_gateway_public_routes_are_routes_of_the_app() -> None:
             assert (path, method) in served, (path, method)
 
 
-def test_only_api_gateway_invokes_the_function_and_only_for_this_api(resources: dict[str, Any]) -> None:
+def test_only_api_gateway_invokes_the_functions_and_only_for_this_api(template: dict[str, Any]) -> None:
+    resources = deployed_resources(template, EnablePartnerTier="true")
     permissions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
+    api_arn = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}"
     assert permissions == [
         {
             "Action": "lambda:InvokeFunction",
             "FunctionName": {"Ref": "ApiFunction"},
             "Principal": "apigateway.amazonaws.com",
-            "SourceArn": {
-                "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*"
-            },
-        }
+            "SourceArn": {"Fn::Sub": f"{api_arn}/*"},
+        },
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Ref": "PartnerAuthorizerFunction"},
+            "Principal": "apigateway.amazonaws.com",
+            "SourceArn": {"Fn::Sub": f"{api_arn}/authorizers/*"},
+        },
     ]
 
 
@@ -743,13 +880,21 @@ def test_clients_granted_custom_scopes_wait_for_the_resource_server(resources: d
             assert server_name in ([depends_on] if isinstance(depends_on, str) else depends_on), name
 
 
-def test_function_accepts_tokens_of_every_app_client(
-    api_function: dict[str, Any], resources: dict[str, Any]
-) -> None:
-    client_ids = api_function["Environment"]["Variables"]["COGNITO_CLIENT_IDS"]
-    assert client_ids["Fn::Join"][0] == ","
-    assert client_ids["Fn::Join"][1] == [{"Ref": "WebClient"}, {"Ref": "MachineClient"}]
-    assert {ref["Ref"] for ref in client_ids["Fn::Join"][1]} == set(_clients(resources))
+def test_functions_accept_every_app_client_and_partners_as_partners(template: dict[str, Any]) -> None:
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["COGNITO_CLIENT_IDS"] == {
+        "Fn::Join": [",", [{"Ref": "WebClient"}, {"Ref": "MachineClient"}]]
+    }
+    # The example partner and the ids of further partners (a parameter); nobody without the tier.
+    assert variables["PARTNER_CLIENT_IDS"] == {
+        "Fn::If": [
+            "PartnerTierEnabled",
+            {"Fn::Join": [",", [{"Ref": "ExamplePartnerClient"}, {"Ref": "PartnerClientIds"}]]},
+            "",
+        ]
+    }
+    named = {"WebClient", "MachineClient", "ExamplePartnerClient"}
+    assert named == set(_clients(deployed_resources(template, EnablePartnerTier="true")))
 
 
 def test_social_providers_exist_only_when_configured(template: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """API Gateway events for tests: the JSON files here come from `sam local generate-event apigateway
-aws-proxy` and `... http-api-proxy`; the factories vary method, path, stage, headers, query and body."""
+aws-proxy`, `... http-api-proxy` and `... authorizer`; the factories vary method, path, stage, headers,
+query and body."""
 
 from __future__ import annotations
 
@@ -44,24 +45,29 @@ def rest_event(
     body: str | bytes | dict[str, Any] | None = None,
     base64_body: bool = False,
     source_ip: str = "203.0.113.10",
+    partner: str | None = None,
 ) -> dict[str, Any]:
     """A REST API (payload v1) proxy event for `ANY /{proxy+}` (or `ANY /` for path "/").
 
     - execute-api: the client sees `/<stage><path>`; `path` lacks the stage.
     - `base_path="v1"`: a custom domain's base-path mapping; `path` and `requestContext.path` both carry it.
     - `sam_local=True`: `sam local start-api` puts the resource template in `requestContext.path`.
+    - `partner="<client id>"`: through the partner entry point (`ANY /partner/{proxy+}`), admitted by the
+      partner authorizer as that client; `path` is the app's path, the event's paths carry `/partner`.
     """
     event = copy.deepcopy(_fixture("apigateway-aws-proxy.json"))
     is_root = path == "/"
+    mount = "/partner" if partner else ""
     event["httpMethod"] = method
-    event["resource"] = "/" if is_root else "/{proxy+}"
+    event["resource"] = (mount or "/") if is_root else f"{mount}/{{proxy+}}"
     event["pathParameters"] = None if is_root else {"proxy": path.lstrip("/")}
+    entry_path = f"{mount}{path}" if mount and not is_root else (mount or path)
     if base_path:
-        event["path"] = f"/{base_path}{path}"
+        event["path"] = f"/{base_path}{entry_path}"
         client_path = event["path"]
     else:
-        event["path"] = path
-        client_path = f"/{stage}{path}"
+        event["path"] = entry_path
+        client_path = f"/{stage}{entry_path}"
     context = event["requestContext"]
     context.update(
         {
@@ -73,6 +79,9 @@ def rest_event(
         }
     )
     context["identity"]["sourceIp"] = source_ip
+    if partner:
+        # What API Gateway passes on from a Lambda authorizer (none runs for the other routes).
+        context["authorizer"] = {"principalId": partner, "integrationLatency": 0}
     multi_headers: dict[str, list[str]] = {"Host": ["abc123.execute-api.us-east-1.amazonaws.com"]}
     for name, value in (headers or {}).items():
         multi_headers[name] = value if isinstance(value, list) else [value]
@@ -112,6 +121,17 @@ def http_api_event(
     context["requestId"] = str(uuid.uuid4())
     context["http"].update({"method": method, "path": raw_path, "sourceIp": source_ip})
     event["body"], event["isBase64Encoded"] = _encode_body(body, base64_body)
+    return event
+
+
+def authorizer_event(
+    token: str, *, method: str = "GET", path: str = "/partner/projects", stage: str = "Prod"
+) -> dict[str, Any]:
+    """A TOKEN authorizer event for a request to `path` (the API's path, without the stage)."""
+    event = copy.deepcopy(_fixture("apigateway-authorizer.json"))
+    event["authorizationToken"] = token
+    api = event["methodArn"].split("/", 1)[0]
+    event["methodArn"] = f"{api}/{stage}/{method}{path}"
     return event
 
 
