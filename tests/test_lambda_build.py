@@ -17,6 +17,7 @@ from types import ModuleType
 
 import pytest
 
+from tests.cloudformation import load_template
 from tests.prerequisites import missing_prerequisite
 
 pytestmark = pytest.mark.slow
@@ -242,8 +243,18 @@ def test_bytecode_is_hash_based_and_unchecked(artifact: Path) -> None:
 def test_sam_build_packages_the_makefile_artifact(lambda_build: LambdaBuild) -> None:
     if not lambda_build.built_by_sam:
         missing_prerequisite("SAM CLI not installed: the Makefile target was run directly", "make sam-tools")
-    built_template = (lambda_build.build_dir / "template.yaml").read_text()
-    assert "CodeUri: ApiFunction" in built_template
+    built_template = load_template(lambda_build.build_dir / "template.yaml")
+    functions = {
+        name: resource["Properties"]
+        for name, resource in built_template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert {"ApiFunction", "StreamFunction", "PartnerAuthorizerFunction"} <= set(functions)
+    for name, function in functions.items():
+        # Each function's own artifact, holding the module its handler names.
+        assert function["CodeUri"] == name
+        module = function["Handler"].rsplit(".", 1)[0]
+        assert (lambda_build.build_dir / name / f"{module}.py").is_file(), name
 
 
 def test_sam_validate_lint_passes() -> None:
