@@ -9,7 +9,7 @@ the token again (it trusts nothing it did not check itself).
 
 Outcomes, as API Gateway shows them to the partner: a missing, malformed, forged or foreign token → 401;
 a partner client without a key in the plan → 403; the signing keys or the plan's keys unreachable → 500
-(API Gateway's AUTHORIZER_FAILURE; it does not cache that answer).
+(API Gateway reports any other failure as AUTHORIZER_CONFIGURATION_ERROR, and does not cache it).
 """
 
 from __future__ import annotations

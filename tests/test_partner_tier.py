@@ -200,7 +200,16 @@ def test_a_partner_without_a_key_in_the_plan_is_denied_without_a_key(
 ) -> None:
     answer = authorizer(authorizer_event(f"Bearer {token(keyless_partner_id)}"))
     assert "usageIdentifierKey" not in answer
-    assert {statement["Effect"] for statement in answer["policyDocument"]["Statement"]} == {"Deny"}
+    (statement,) = answer["policyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    # Cached per token too: the whole entry point.
+    assert statement["Resource"] == [f"{API_ARN}/Prod/*/partner", f"{API_ARN}/Prod/*/partner/*"]
+
+
+def test_the_scheme_is_case_insensitive(
+    authorizer: PartnerAuthorizer, token: Token, partner_client_id: str
+) -> None:
+    assert authorizer(authorizer_event(f"bearer {token(partner_client_id)}"))["usageIdentifierKey"]
 
 
 def test_keys_are_read_once_per_partner_and_then_cached(
@@ -240,7 +249,7 @@ def test_unreadable_keys_fail_the_authorizer_instead_of_admitting_or_refusing(
             raise client_error(call.operation, "TooManyRequestsException")
         return call.proceed()
 
-    # Anything but "Unauthorized" makes API Gateway answer 500 (AUTHORIZER_FAILURE), which it never caches.
+    # Anything but "Unauthorized" makes API Gateway answer 500 (AUTHORIZER_CONFIGURATION_ERROR), uncached.
     with intercepting_aws_calls(throttled), pytest.raises(ServiceUnavailable):
         authorizer(authorizer_event(f"Bearer {token(partner_client_id)}"))
     assert "TooManyRequestsException" in app_log.getvalue()
@@ -338,6 +347,12 @@ def test_the_docs_page_behind_the_entry_point_loads_its_own_schema(
 ) -> None:
     headers = _bearer(token(partner_client_id))
     for base_path, schema_url in ((None, "/Prod/partner/openapi.json"), ("v1", "/v1/partner/openapi.json")):
+        # The entry point's root (resource /partner) is the app's root.
+        root = handler(
+            rest_event("GET", "/", partner=partner_client_id, base_path=base_path, headers=headers)
+        )
+        assert root["statusCode"] == 200, root["body"]
+        assert _body(root)["docs"] == schema_url.removesuffix("openapi.json") + "docs"
         page = handler(
             rest_event("GET", "/docs", partner=partner_client_id, base_path=base_path, headers=headers)
         )

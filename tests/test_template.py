@@ -16,7 +16,7 @@ import re
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -622,6 +622,66 @@ def test_only_the_partner_entry_point_demands_a_gateway_key_and_never_from_a_hea
         else:
             assert all("PartnerApiKey" not in r for r in operation.get("security", [])), route
     assert api["Properties"]["DefinitionBody"]["x-amazon-apigateway-api-key-source"] == "AUTHORIZER"
+    # API Gateway's default where no method requires a key.
+    disabled = deployed_resources(template)["Api"]["Properties"]["DefinitionBody"]
+    assert disabled["x-amazon-apigateway-api-key-source"] == "HEADER"
+
+
+def _references(value: Any) -> Iterator[str]:
+    """The logical ids a resource's properties refer to (Ref, Fn::GetAtt, ${...} in Fn::Sub)."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            yield str(value["Ref"]).split(".", 1)[0]
+            return
+        if set(value) == {"Fn::GetAtt"}:
+            yield str(value["Fn::GetAtt"][0])
+            return
+        if set(value) == {"Fn::Sub"}:
+            text, variables = (
+                (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+            )
+            for name in re.findall(r"\$\{([^}!]+)\}", text):
+                if name not in variables:
+                    yield name.split(".", 1)[0]
+            yield from _references(variables)
+            return
+        for item in value.values():
+            yield from _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{}, {"EnablePartnerTier": "true", "EnableWaf": "true", "AlarmEmail": "ops@example.com"}],
+    ids=["defaults", "every-option"],
+)
+def test_resources_depend_on_each_other_without_a_cycle(
+    template: dict[str, Any], parameters: dict[str, str]
+) -> None:
+    # CloudFormation refuses a stack whose resources refer to each other in a circle (E3004 once SAM has
+    # transformed it); the raw template's linting cannot see the cycles SAM's resources close.
+    resources = deployed_resources(template, **parameters)
+    needs: dict[str, set[str]] = {}
+    for name, resource in resources.items():
+        depends_on = resource.get("DependsOn", [])
+        named = set(_references(resource.get("Properties", {}))) | set(
+            [depends_on] if isinstance(depends_on, str) else depends_on
+        )
+        needs[name] = {other for other in named if other in resources and other != name}
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, " → ".join((*path[path.index(name) :], name))
+        if name in done:
+            return
+        for other in sorted(needs[name]):
+            visit(other, (*path, name))
+        done.add(name)
+
+    for name in sorted(needs):
+        visit(name, ())
 
 
 def test_partner_resources_are_the_ones_the_app_mounts(template: dict[str, Any]) -> None:
@@ -640,11 +700,16 @@ def test_partner_authorizer_is_a_cached_token_authorizer_of_its_own_function(
     assert scheme["x-amazon-apigateway-authtype"] == "custom"
     authorizer = scheme["x-amazon-apigateway-authorizer"]
     assert authorizer["type"] == "token"
-    assert "/functions/${PartnerAuthorizerFunction.Arn}/invocations" in authorizer["authorizerUri"]["Fn::Sub"]
+    # Named by the function's fixed name (a reference would close a dependency cycle through the plan).
+    function_arn = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+    function = deployed_resources(template, EnablePartnerTier="true")["PartnerAuthorizerFunction"]
+    function_name = function["Properties"]["FunctionName"]["Fn::Sub"]
+    assert f"/functions/{function_arn}{function_name}/invocations" in authorizer["authorizerUri"]["Fn::Sub"]
     assert 0 < authorizer["authorizerResultTtlInSeconds"] <= 3600
     # API Gateway refuses what is not a bearer token without invoking the function.
     expression = re.compile(authorizer["identityValidationExpression"])
     assert expression.fullmatch("Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_")
+    assert expression.fullmatch("bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_")
     for refused in ("Basic dXNlcjpwdw==", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", "Bearer ", "Bearer a b"):
         assert not expression.fullmatch(refused), refused
     # Without the tier, neither the scheme nor the function exists.
@@ -695,9 +760,15 @@ def test_example_partner_has_a_client_credentials_client_and_a_key_named_after_i
 def test_every_resource_answers_preflights_without_an_authorizer(template: dict[str, Any]) -> None:
     # API Gateway routes to the most specific resource and never falls back to /{proxy+}: a resource
     # without its own OPTIONS would answer a browser's preflight with the gateway's 403.
+    # The partner entry point is the exception: partners call from servers, never from browsers.
     for gateway_authorizer in ("cognito", "none"):
-        api = deployed_resources(template, GatewayAuthorizer=gateway_authorizer)["Api"]
+        api = deployed_resources(template, GatewayAuthorizer=gateway_authorizer, EnablePartnerTier="true")[
+            "Api"
+        ]
         for path, path_item in api["Properties"]["DefinitionBody"]["paths"].items():
+            if (path, ANY) in PARTNER_OPERATIONS:
+                assert set(path_item) == {ANY}, path
+                continue
             assert "options" in path_item, path
             assert "security" not in path_item["options"], (gateway_authorizer, path)
 
