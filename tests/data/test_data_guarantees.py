@@ -236,7 +236,9 @@ def test_a_tampered_cursor_is_a_400_problem(client: TestClient, backlog: Backlog
     cursor = backlog.first_page(client)["next_cursor"]
     tampered = _tamper(cursor, how)
     assert tampered != cursor
-    response = client.get(backlog.path, headers=bearer(backlog.owner), params={"limit": 10, "cursor": tampered})
+    response = client.get(
+        backlog.path, headers=bearer(backlog.owner), params={"limit": 10, "cursor": tampered}
+    )
     assert_problem(response, 400, "invalid-cursor")
 
 
