@@ -3,9 +3,11 @@ tokens, stops everything on Ctrl-C, and starts again cleanly after a crash."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,13 +20,21 @@ from local.standin import HOST
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    import socket
+def free_ports(count: int) -> list[int]:
+    """Ports free right now and distinct from each other: every probe stays bound until all are chosen
+    (a port released at once may well be the next one handed out)."""
+    with contextlib.ExitStack() as probes:
+        ports = []
+        for _ in range(count):
+            probe = probes.enter_context(socket.socket())
+            probe.bind((HOST, 0))
+            ports.append(int(probe.getsockname()[1]))
+        return ports
 
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+
+def free_port() -> int:
+    (port,) = free_ports(1)
+    return port
 
 
 def children_of(pid: int) -> list[int]:
@@ -123,7 +133,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 
 @pytest.fixture
 def ports(tmp_path: Path) -> tuple[int, int, Path]:
-    return free_port(), free_port(), tmp_path
+    api_port, aws_port = free_ports(2)
+    return api_port, aws_port, tmp_path
 
 
 def test_make_dev_serves_docs_and_demo_tokens_and_ctrl_c_stops_everything(
