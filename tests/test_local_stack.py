@@ -76,6 +76,10 @@ def _clean_environment(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class DevStack:
     """`make dev` (through make, as a developer types it) or `python -m local.dev` (to kill it alone)."""
 
@@ -95,8 +99,21 @@ class DevStack:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # As a terminal starts a foreground command: Ctrl-C interrupts it even when this suite itself
+            # was started with SIGINT ignored (in the background of a shell without job control, say).
+            preexec_fn=_interruptible,  # noqa: PLW1509 - only resets a signal, safe before exec
         )
         self.base = f"http://{HOST}:{api_port}"
+
+    def wait_or_kill(self, timeout: float) -> None:
+        """Waits for the stack to exit; if it does not, kills everything it started (so that a failing
+        test leaves no stack behind) and lets the timeout fail the test."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise
 
     def ready(self) -> bool:
         try:
@@ -198,7 +215,7 @@ def test_make_dev_serves_docs_and_demo_tokens_and_ctrl_c_stops_everything(
     finally:
         # Ctrl-C in a terminal signals the whole foreground process group: make and what it started.
         os.killpg(stack.process.pid, signal.SIGINT)
-        stack.process.wait(timeout=30)
+        stack.wait_or_kill(timeout=30)
     assert wait_until(lambda: not Path(f"/proc/{standin_pid}").exists(), 15)
     assert wait_until(lambda: not stack.up(), 15)
     assert not (stack.state_dir / "stack.json").exists()
@@ -217,7 +234,7 @@ def test_a_crashed_dev_leaves_nothing_behind_and_restarts(ports: tuple[int, int,
         )
     finally:
         second.process.send_signal(signal.SIGINT)
-        second.process.wait(timeout=30)
+        second.wait_or_kill(timeout=30)
 
 
 def _b64(segment: str) -> bytes:
