@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -59,6 +59,22 @@ class OneDynamoDbCallAtATime:
             return list(self._app(environ, start_response))
 
 
+def stop_tracking_model_instances() -> None:
+    """moto keeps every model object it ever creates in a list on its class, for its /moto-api dashboard,
+    including the copy of each table (stream included) that every TransactWriteItems takes to roll back
+    with. The stand-in then holds a table once more for every transaction on it: memory grows with the
+    square of the writes (gigabytes over the test suite) and every full garbage collection walks all of
+    it, stalling the DynamoDB calls of whatever runs meanwhile for seconds. Nothing here uses the
+    dashboard."""
+    from moto.core.common_models import BaseModel
+
+    def untracked(cls: type[BaseModel], *args: Any, **kwargs: Any) -> BaseModel:
+        instance: BaseModel = super(BaseModel, cls).__new__(cls)
+        return instance
+
+    BaseModel.__new__ = staticmethod(untracked)  # type: ignore[method-assign]
+
+
 def serve(port: int, parent_pid: int | None) -> None:
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
@@ -67,6 +83,7 @@ def serve(port: int, parent_pid: int | None) -> None:
     )
     from werkzeug.serving import make_server
 
+    stop_tracking_model_instances()
     app = OneDynamoDbCallAtATime(DomainDispatcherApplication(create_backend_app))
     server = make_server(HOST, port, app, threaded=True, request_handler=MotoRequestHandler)
     threading.Thread(target=server.serve_forever, name="standin", daemon=True).start()

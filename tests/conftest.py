@@ -68,7 +68,7 @@ def make_user(aws_resources: LocalResources):  # type: ignore[no-untyped-def]
     """Creates a Cognito user in this module's pool and returns its access token and sub."""
 
     def _make_user(groups: tuple[str, ...] = ("user",)) -> dict[str, str]:
-        email = f"user-{uuid.uuid4().hex[:8]}@example.com"
+        email = f"user-{uuid.uuid4().hex}@example.com"
         sub = create_user(aws_resources.endpoint, aws_resources.user_pool_id, email, DEMO_PASSWORD, groups)
         tokens = sign_in(aws_resources.endpoint, aws_resources.client_id, email, DEMO_PASSWORD)
         return {"email": email, "sub": sub, **tokens}

@@ -1,6 +1,7 @@
 """Test-only limited routes on an app from create_app(), a Lambda-style invoke helper, and
 `python -m tests.ratelimit_app SPEC_JSON`: one stand-in Lambda container that sends a burst of requests
-through the Mangum handler and writes the status codes it got to a file."""
+through the Mangum handler, at a moment its parent chooses once every container is ready, and writes the
+status codes it got to a file."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -87,10 +89,28 @@ def invoke(
     return {"status": result["statusCode"], "headers": merged, "body": body}
 
 
+def wait_for_file(path: Path, timeout_seconds: float) -> str:
+    """The text of `path` once it exists (it is written whole, then renamed into place)."""
+    deadline = time.monotonic() + timeout_seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout_seconds} s")
+        time.sleep(0.01)
+    return path.read_text()
+
+
+def write_file_at_once(path: Path, text: str) -> None:
+    """Writes `path` so that a reader polling for it never sees it half written."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 def run_container(spec: dict[str, Any]) -> None:
-    """Builds its own app (as a fresh Lambda container would), warms it up, waits for `start_at`, then
-    sends `requests` GETs for one client address and records the status codes. The AWS SDK variables
-    and the table come from the environment the parent gave this process."""
+    """Builds its own app (as a fresh Lambda container would), warms it up, reports that it is ready, waits
+    for the start time the parent chooses once every container is ready, then sends `requests` GETs for
+    one client address and records the status codes. The AWS SDK variables and the table come from the
+    environment the parent gave this process."""
     from main import create_handler
 
     limit = spec["limit"]
@@ -98,7 +118,9 @@ def run_container(spec: dict[str, Any]) -> None:
     handler = create_handler(app)
     # The first limited request creates the storage client: keep that out of the burst.
     invoke(handler, "/_limited/read", source_ip=spec["warmup_ip"])
-    time.sleep(max(0.0, spec["start_at"] - time.time()))
+    write_file_at_once(Path(spec["ready_file"]), "ready")
+    start_at = float(wait_for_file(Path(spec["start_file"]), timeout_seconds=300))
+    time.sleep(max(0.0, start_at - time.time()))
     started = time.time()
     statuses = [
         invoke(handler, "/_limited/read", source_ip=spec["source_ip"])["status"]

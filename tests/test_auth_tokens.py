@@ -257,12 +257,13 @@ def standin_jwk(aws_resources: LocalResources) -> dict[str, Any]:
 
 
 @pytest.fixture
-def dead_jwks_url() -> str:
-    """A URL on a loopback port nothing listens on (connection refused at once)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/pool/.well-known/jwks.json"
+def dead_jwks_url() -> Iterator[str]:
+    """A URL on a loopback port nothing listens on (connection refused at once). The port stays bound,
+    never listening, for the whole test: no other server can take it meanwhile, and no outgoing connection
+    can get it as its own port and end up connected to itself."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{holder.getsockname()[1]}/pool/.well-known/jwks.json"
 
 
 # --- assertions --------------------------------------------------------------------------------------------

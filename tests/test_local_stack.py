@@ -3,9 +3,11 @@ tokens, stops everything on Ctrl-C, and starts again cleanly after a crash."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,13 +20,21 @@ from local.standin import HOST
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    import socket
+def free_ports(count: int) -> list[int]:
+    """Ports free right now and distinct from each other: every probe stays bound until all are chosen
+    (a port released at once may well be the next one handed out)."""
+    with contextlib.ExitStack() as probes:
+        ports = []
+        for _ in range(count):
+            probe = probes.enter_context(socket.socket())
+            probe.bind((HOST, 0))
+            ports.append(int(probe.getsockname()[1]))
+        return ports
 
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+
+def free_port() -> int:
+    (port,) = free_ports(1)
+    return port
 
 
 def children_of(pid: int) -> list[int]:
@@ -66,6 +76,10 @@ def _clean_environment(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class DevStack:
     """`make dev` (through make, as a developer types it) or `python -m local.dev` (to kill it alone)."""
 
@@ -85,8 +99,21 @@ class DevStack:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # As a terminal starts a foreground command: Ctrl-C interrupts it even when this suite itself
+            # was started with SIGINT ignored (in the background of a shell without job control, say).
+            preexec_fn=_interruptible,  # noqa: PLW1509 - only resets a signal, safe before exec
         )
         self.base = f"http://{HOST}:{api_port}"
+
+    def wait_or_kill(self, timeout: float) -> None:
+        """Waits for the stack to exit; if it does not, kills everything it started (so that a failing
+        test leaves no stack behind) and lets the timeout fail the test."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise
 
     def ready(self) -> bool:
         try:
@@ -123,7 +150,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 
 @pytest.fixture
 def ports(tmp_path: Path) -> tuple[int, int, Path]:
-    return free_port(), free_port(), tmp_path
+    api_port, aws_port = free_ports(2)
+    return api_port, aws_port, tmp_path
 
 
 def test_make_dev_serves_docs_and_demo_tokens_and_ctrl_c_stops_everything(
@@ -187,7 +215,7 @@ def test_make_dev_serves_docs_and_demo_tokens_and_ctrl_c_stops_everything(
     finally:
         # Ctrl-C in a terminal signals the whole foreground process group: make and what it started.
         os.killpg(stack.process.pid, signal.SIGINT)
-        stack.process.wait(timeout=30)
+        stack.wait_or_kill(timeout=30)
     assert wait_until(lambda: not Path(f"/proc/{standin_pid}").exists(), 15)
     assert wait_until(lambda: not stack.up(), 15)
     assert not (stack.state_dir / "stack.json").exists()
@@ -206,7 +234,7 @@ def test_a_crashed_dev_leaves_nothing_behind_and_restarts(ports: tuple[int, int,
         )
     finally:
         second.process.send_signal(signal.SIGINT)
-        second.process.wait(timeout=30)
+        second.wait_or_kill(timeout=30)
 
 
 def _b64(segment: str) -> bytes:

@@ -32,7 +32,7 @@ from main import create_handler
 from ratelimit import RateLimitHeadersMiddleware, RateLimits, install_rate_limits, rate_limit_key
 from ratelimit_storage import COUNTER_PREFIX, WINDOW_PREFIX, DynamoDBStorage
 from settings import Settings
-from tests.ratelimit_app import invoke, limited_app
+from tests.ratelimit_app import invoke, limited_app, write_file_at_once
 
 ROOT = Path(__file__).resolve().parent.parent
 _addresses = itertools.count(1)
@@ -54,6 +54,22 @@ def wait_for_fresh_window(period: int, margin: float = 0.05) -> float:
     start = (math.floor(now / period) + 1) * period
     time.sleep(start - now + margin)
     return start + period
+
+
+def room_left_in_window(period: int, room: float) -> None:
+    """Sleeps into the next epoch-aligned window of `period` seconds when less than `room` seconds are left
+    of the current one: whatever is counted in the next `room` seconds then lands in one window."""
+    left = period - time.time() % period
+    if left < room:
+        time.sleep(left + 0.05)
+
+
+@pytest.fixture(autouse=True)
+def clear_of_the_top_of_the_hour() -> None:
+    """The budgets below are mostly per hour, counted in windows that begin at every full hour: a test that
+    ran across one would see its count start again (a spent budget admitting once more, say). No test
+    here takes a minute, so starting one with a minute to spare keeps it inside one window."""
+    room_left_in_window(3600, room=60)
 
 
 AppFactory = Callable[..., tuple[FastAPI, Mangum]]
@@ -86,12 +102,21 @@ def other_user(make_user: Any) -> dict[str, str]:
 
 
 def run_containers(
-    storage_uri: str, limit: str, requests: int, source_ip: str, start_at: float, tmp_path: Path
-) -> list[dict[str, Any]]:
-    """Four processes, each its own app and handler like four Lambda containers, fire at `start_at`."""
+    storage_uri: str,
+    limit: str,
+    requests: int,
+    source_ip: str,
+    choose_start: Callable[[], float],
+    tmp_path: Path,
+) -> tuple[float, list[dict[str, Any]]]:
+    """Four processes, each its own app and handler like four Lambda containers, fire together at the
+    moment `choose_start()` picks once all four are warm (however long they took to start); returns that
+    moment and what each container saw."""
     environment = {**os.environ, "PYTHONPATH": "src:.", "LOG_LEVEL": "WARNING", "ACCESS_LOG": "false"}
-    processes, result_files = [], []
+    start_file = tmp_path / "start-at"
+    processes, ready_files, result_files = [], [], []
     for container in range(4):
+        ready_file = tmp_path / f"container-{container}.ready"
         result_file = tmp_path / f"container-{container}.json"
         spec = {
             "storage_uri": storage_uri,
@@ -99,7 +124,8 @@ def run_containers(
             "requests": requests,
             "source_ip": source_ip,
             "warmup_ip": fresh_ip(),
-            "start_at": start_at,
+            "ready_file": str(ready_file),
+            "start_file": str(start_file),
             "result_file": str(result_file),
         }
         processes.append(
@@ -107,20 +133,42 @@ def run_containers(
                 [sys.executable, "-m", "tests.ratelimit_app", json.dumps(spec)], cwd=ROOT, env=environment
             )
         )
+        ready_files.append(ready_file)
         result_files.append(result_file)
-    for process in processes:
-        assert process.wait(timeout=90) == 0
-    return [json.loads(result_file.read_text()) for result_file in result_files]
+    try:
+        deadline = time.monotonic() + 120
+        while not all(ready.exists() for ready in ready_files):
+            assert all(process.poll() is None for process in processes), "a container exited before its burst"
+            assert time.monotonic() < deadline, "the containers did not get ready"
+            time.sleep(0.05)
+        start_at = choose_start()
+        write_file_at_once(start_file, repr(start_at))
+        for process in processes:
+            assert process.wait(timeout=90) == 0
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return start_at, [json.loads(result_file.read_text()) for result_file in result_files]
 
 
 def test_shared_counters_hold_one_limit_across_four_containers(
     app_environment: dict[str, str], tmp_path: Path
 ) -> None:
     limit, period = 20, 5
-    # Start the burst just after a window begins, once the four processes have had time to start.
-    start_at = (math.floor((time.time() + 6) / period) + 1) * period + 0.1
-    results = run_containers(
-        "dynamodb://", f"{limit}/{period} seconds", limit + 10, fresh_ip(), start_at, tmp_path
+
+    def just_after_a_window_begins() -> float:
+        # At least half a second away, so that every container has seen the start time by then.
+        return (math.floor((time.time() + 0.5) / period) + 1) * period + 0.1
+
+    start_at, results = run_containers(
+        "dynamodb://",
+        f"{limit}/{period} seconds",
+        limit + 10,
+        fresh_ip(),
+        just_after_a_window_begins,
+        tmp_path,
     )
     statuses = [status for result in results for status in result["statuses"]]
     assert set(statuses) <= {200, 429}, statuses
@@ -137,8 +185,8 @@ def test_memory_counters_admit_four_times_the_limit_across_four_containers(
 ) -> None:
     """Why the storage is shared: with slowapi's default memory:// each container keeps its own count."""
     limit = 20
-    results = run_containers(
-        "memory://", f"{limit}/minute", limit + 10, fresh_ip(), time.time() + 6, tmp_path
+    _, results = run_containers(
+        "memory://", f"{limit}/minute", limit + 10, fresh_ip(), lambda: time.time() + 0.5, tmp_path
     )
     admitted = sum(result["statuses"].count(200) for result in results)
     assert admitted == 4 * limit
@@ -194,12 +242,13 @@ def test_exceeding_the_limit_returns_a_429_problem_with_retry_after(make_app: Ap
 def test_counters_reset_when_the_window_ends(make_app: AppFactory) -> None:
     _, handler = make_app(RateLimits(anonymous="5/2 seconds"))
     ip = fresh_ip()
-    invoke(handler, "/_limited/unlimited")
+    # The first limited request creates the storage client: keep that out of the 2 s window.
+    invoke(handler, "/_limited/read", source_ip=fresh_ip())
     window_end = wait_for_fresh_window(2)
-    statuses = [invoke(handler, "/_limited/read", source_ip=ip)["status"] for _ in range(6)]
+    responses = [invoke(handler, "/_limited/read", source_ip=ip) for _ in range(7)]
     assert time.time() < window_end, "too slow to test a 2 s window"
-    assert statuses == [200] * 5 + [429]
-    refused = invoke(handler, "/_limited/read", source_ip=ip)
+    assert [response["status"] for response in responses] == [200] * 5 + [429] * 2
+    refused = responses[-1]
     assert 1 <= int(refused["headers"]["retry-after"]) <= 2
     reset_at = int(refused["headers"]["x-ratelimit-reset"])
     assert reset_at == window_end

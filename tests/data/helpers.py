@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -17,9 +18,10 @@ User = dict[str, str]
 PROBLEM = "application/problem+json"
 # What these modules change in the shared environment. They write far more than 60 times a minute as
 # one user: the limiter has its own tests. moto copies the whole table (stream included) on every
-# transaction and then pauses for seconds to collect the garbage; past the app's 2.5 s read timeout
-# botocore retries, and moto, which ignores the ClientRequestToken that makes the retry idempotent in
-# DynamoDB, refuses the retried transaction: a spurious 409 or 500. So they wait longer instead.
+# transaction, so writes slow down as a module's table grows, and a loaded CI machine is slower still;
+# past the app's 2.5 s read timeout botocore retries, and moto, which ignores the ClientRequestToken that
+# makes the retry idempotent in DynamoDB, refuses the retried transaction: a spurious 409 or 500. So they
+# wait longer instead.
 DATA_TEST_ENVIRONMENT = {
     "RATE_LIMIT_READ": "100000/minute",
     "RATE_LIMIT_WRITE": "100000/minute",
@@ -42,6 +44,12 @@ def bearer(user: User, **headers: str) -> dict[str, str]:
 def unique(prefix: str) -> str:
     """A name no other test (or tenant) uses, so a leak of it into a response is unmistakable."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def instant(timestamp: str) -> datetime:
+    """A timestamp of a response as a time. Compare these, never the strings: a time on a whole second is
+    written without its fraction ("...:05Z"), and as a string that sorts after "...:05.2Z"."""
+    return datetime.fromisoformat(timestamp)
 
 
 def assert_problem(response: Any, status: int, problem: str | None = None) -> dict[str, Any]:
