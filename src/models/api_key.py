@@ -61,7 +61,8 @@ def put_api_key(
         created_at=now,
         valid_until=valid_until,
         gsi1pk=owner_index_key(owner_subject),
-        gsi1sk=f"{now.isoformat()}#{key_id}",
+        # Fixed width, so that the sort key orders moments as strings (isoformat drops a zero fraction).
+        gsi1sk=f"{now.isoformat(timespec='microseconds')}#{key_id}",
         expires_at=(valid_until + RETENTION_AFTER_END) if valid_until else None,
     )
     item.save(condition=ApiKey.pk.does_not_exist())

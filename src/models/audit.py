@@ -53,7 +53,8 @@ def append_audit_record(
     now = datetime.now(UTC)
     record = AuditRecord(
         _PK,
-        f"{now.isoformat()}#{request_id}#{action}",
+        # Fixed width, so that the sort key orders moments as strings (isoformat drops a zero fraction).
+        f"{now.isoformat(timespec='microseconds')}#{request_id}#{action}",
         actor_subject=actor_subject,
         action=action,
         target=target,

@@ -107,7 +107,8 @@ def _membership(project: Project, subject: str, role: str, now: datetime) -> Mem
         archived=project.archived,
         joined_at=now,
         gsi1pk=my_projects_key(subject),
-        gsi1sk=f"{now.isoformat()}#{project.project_id}",
+        # Fixed width, so that the sort key orders moments as strings (isoformat drops a zero fraction).
+        gsi1sk=f"{now.isoformat(timespec='microseconds')}#{project.project_id}",
     )
 
 

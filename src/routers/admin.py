@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
@@ -13,6 +12,7 @@ from dependencies import AppSettings, Cursors, RequestId
 from directory import DirectoryUser
 from pagination import Page, PageCursor, PageLimit, query_binding
 from ratelimit import rate_limit
+from routers.common import Timestamp
 from services.admin import AdminActions, ManagedGroup, audit_trail, get_directory_user, list_directory_users
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class DirectoryUserInfo(BaseModel):
     name: str | None
     enabled: bool
     status: str
-    created_at: datetime | None
+    created_at: Timestamp | None
     groups: list[str] | None = Field(
         default=None,
         description="The user's groups on a single user's answer; null in lists, where Cognito's list "
@@ -58,7 +58,7 @@ class DirectoryUserInfo(BaseModel):
 
 
 class AuditEntry(BaseModel):
-    at: datetime
+    at: Timestamp
     actor: str
     action: str
     target: str = Field(description="The subject (`sub`) of the user acted on.")

@@ -12,7 +12,7 @@ from auth import CurrentUser
 from dependencies import AppSettings, Cursors
 from pagination import Page, PageCursor, PageLimit, query_binding
 from ratelimit import rate_limit
-from routers.common import READS, WRITES
+from routers.common import READS, WRITES, Timestamp
 from services.api_keys import issue_api_key, my_api_keys, revoke_my_api_key
 
 if TYPE_CHECKING:
@@ -37,10 +37,10 @@ class ApiKeyInfo(BaseModel):
     name: str
     prefix: str
     scopes: list[str]
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
+    last_used_at: Timestamp | None
 
     @classmethod
     def of(cls, item: ApiKey) -> ApiKeyInfo:

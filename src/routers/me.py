@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import available_timezones
 
@@ -12,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from auth import CurrentUser
 from dependencies import AppSettings
-from routers.common import READS, WRITES
+from routers.common import READS, WRITES, Timestamp
 from services.profiles import change_profile, get_or_create_profile
 
 if TYPE_CHECKING:
@@ -66,8 +65,8 @@ class Profile(BaseModel):
     email: str | None
     display_name: str
     preferences: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
     @classmethod
     def of(cls, item: UserProfile) -> Profile:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from routers.common import Timestamp
 
 if TYPE_CHECKING:
     from models.project import Membership, Project
@@ -50,8 +52,8 @@ class ProjectView(BaseModel):
     my_role: Role
     members: int
     created_by: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
     version: int
 
     @classmethod
@@ -76,7 +78,7 @@ class MyProject(BaseModel):
     name: str
     archived: bool
     my_role: Role
-    joined_at: datetime
+    joined_at: Timestamp
 
     @classmethod
     def of(cls, membership: Membership) -> MyProject:
@@ -108,7 +110,7 @@ class MemberRole(Strict):
 class Member(BaseModel):
     subject: str
     role: Role
-    joined_at: datetime
+    joined_at: Timestamp
 
     @classmethod
     def of(cls, membership: Membership) -> Member:
@@ -173,8 +175,8 @@ class TaskView(BaseModel):
     due_date: date | None
     tags: list[str]
     created_by: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
     version: int
 
     @classmethod
