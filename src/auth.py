@@ -269,17 +269,22 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="Persona
 ApiKeyAuthenticator = Callable[[Request, str], Awaitable[Principal]]
 
 
+def bearer_token(authorization: str) -> str:
+    """The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive)."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Use `Authorization: Bearer <access token>`.", error="invalid_request")
+    return token.strip()
+
+
 async def _authenticate(request: Request) -> Principal | None:
     authorization = request.headers.get("authorization")
     api_key = request.headers.get("x-api-key")
     if authorization is not None and api_key is not None:
         raise Unauthorized("Send either a bearer token or an API key, not both.", error="invalid_request")
     if authorization is not None:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("Use `Authorization: Bearer <access token>`.", error="invalid_request")
         verifier: TokenVerifier = request.app.state.token_verifier
-        principal = verifier.verify(token.strip())
+        principal = verifier.verify(bearer_token(authorization))
         # Partners are metered at their own entry point, which the app's own clients never use.
         admitted_partner = partner_entry_principal(request.scope)
         if principal.partner and admitted_partner != principal.client_id:

@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
     APIGatewayAuthorizerTokenEvent,
 )
 
-from auth import TokenVerifier
+from auth import TokenVerifier, bearer_token
 from errors import Unauthorized
 from gateway import PARTNER_BASE_PATH
 from observability import logger
@@ -42,10 +42,7 @@ class PartnerAuthorizer:
 
     def _partner_of(self, authorization: str) -> str:
         """The partner client id of a verified client-credentials token; Unauthorized otherwise."""
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer":
-            raise Unauthorized("not a bearer token")
-        principal = self.verifier.verify(token.strip())
+        principal = self.verifier.verify(bearer_token(authorization))
         if not principal.is_machine or principal.client_id is None:
             raise Unauthorized("partners call with client-credentials tokens")
         return principal.client_id

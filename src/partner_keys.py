@@ -32,7 +32,10 @@ def _apigateway() -> Any:
 
 
 class PartnerKeys:
-    """Usage plan key values by partner client id, cached per container."""
+    """Usage plan key values by partner client id, cached per container.
+
+    A dict with expiry times rather than Powertools Parameters: its providers cache what they fetch but
+    not an absence, and a client without a key must be remembered too (one lookup a minute)."""
 
     def __init__(
         self,

@@ -38,15 +38,29 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return loaded
 
 
+def function_properties(
+    template: dict[str, Any], name: str, resources: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A function's properties as SAM deploys them (the template's Globals applied, the two environments
+    merged), with its Metadata. `resources`: the template's, or a deployed selection of them."""
+    function = (resources or template["Resources"])[name]
+    defaults = template["Globals"]["Function"]
+    merged: dict[str, Any] = {**defaults, **function["Properties"]}
+    merged["Environment"] = {
+        "Variables": {
+            **defaults.get("Environment", {}).get("Variables", {}),
+            **function["Properties"].get("Environment", {}).get("Variables", {}),
+        }
+    }
+    merged["Metadata"] = function.get("Metadata", {})
+    return merged
+
+
 def default_environment_value(function: str, variable: str, template: dict[str, Any] | None = None) -> str:
     """The value `variable` has in `function`'s environment when the stack's parameters keep their
     defaults: a literal, or a `Ref` to a parameter."""
     template = template or load_template()
-    environment = {
-        **template["Globals"]["Function"].get("Environment", {}).get("Variables", {}),
-        **template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {}),
-    }
-    value = environment[variable]
+    value = function_properties(template, function)["Environment"]["Variables"][variable]
     if isinstance(value, dict):
         (function_name, argument), *_ = value.items()
         if function_name != "Ref" or argument not in template["Parameters"]:

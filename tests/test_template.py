@@ -33,7 +33,7 @@ from auth import APP_SCOPES
 from main import create_app
 from models.table import StratusItem, table_models
 from settings import Settings
-from tests.cloudformation import load_template
+from tests.cloudformation import function_properties, load_template
 from tests.prerequisites import missing_prerequisite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,16 +248,7 @@ def model_schema() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def api_function(template: dict[str, Any], resources: dict[str, Any]) -> dict[str, Any]:
     """ApiFunction's properties with the template's Globals applied (as SAM applies them)."""
-    function = resources["ApiFunction"]
-    merged: dict[str, Any] = {**template["Globals"]["Function"], **function["Properties"]}
-    merged["Environment"] = {
-        "Variables": {
-            **template["Globals"]["Function"].get("Environment", {}).get("Variables", {}),
-            **function["Properties"].get("Environment", {}).get("Variables", {}),
-        }
-    }
-    merged["Metadata"] = function.get("Metadata", {})
-    return merged
+    return function_properties(template, "ApiFunction", resources)
 
 
 def _key_schema(entries: list[dict[str, str]]) -> list[tuple[str, str]]:
@@ -351,18 +342,11 @@ FUNCTION_NAMES = sorted(
 )
 
 
-def _function_properties(template: dict[str, Any], name: str) -> dict[str, Any]:
-    """A function's properties with the template's Globals applied (as SAM applies them)."""
-    merged: dict[str, Any] = {**template["Globals"]["Function"], **template["Resources"][name]["Properties"]}
-    merged["Metadata"] = template["Resources"][name].get("Metadata", {})
-    return merged
-
-
 @pytest.mark.parametrize("name", FUNCTION_NAMES)
 def test_every_function_runs_the_built_artifact_on_python313_arm64(
     template: dict[str, Any], name: str
 ) -> None:
-    function = _function_properties(template, name)
+    function = function_properties(template, name)
     assert function["Runtime"] == "python3.13"
     assert function["Architectures"] == ["arm64"]
     assert function["CodeUri"] == "src/"
@@ -377,7 +361,7 @@ def test_every_function_runs_the_built_artifact_on_python313_arm64(
 
 @pytest.mark.parametrize("name", FUNCTION_NAMES)
 def test_handler_named_in_the_template_exists(template: dict[str, Any], name: str) -> None:
-    function = _function_properties(template, name)
+    function = function_properties(template, name)
     module_name, attribute = function["Handler"].rsplit(".", 1)
     tree = ast.parse((ROOT / function["CodeUri"] / f"{module_name}.py").read_text())
     names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
@@ -403,7 +387,7 @@ def test_function_times_out_before_api_gateway(api_function: dict[str, Any]) -> 
 def test_every_function_logs_to_its_own_log_group_with_retention(
     template: dict[str, Any], resources: dict[str, Any], name: str
 ) -> None:
-    function = _function_properties(template, name)
+    function = function_properties(template, name)
     # Lambda would create /aws/lambda/<name> itself, without retention, if the names disagreed.
     log_group_name = function["LoggingConfig"]["LogGroup"]["Ref"]
     log_group = resources[log_group_name]
@@ -1342,10 +1326,8 @@ def _function_environment(
     template: dict[str, Any], resources: dict[str, Any], function: str
 ) -> dict[str, Any]:
     """A function's environment variables as SAM deploys them: Globals, then the function's own."""
-    return {
-        **template["Globals"]["Function"]["Environment"]["Variables"],
-        **resources[function]["Properties"].get("Environment", {}).get("Variables", {}),
-    }
+    variables: dict[str, Any] = function_properties(template, function, resources)["Environment"]["Variables"]
+    return variables
 
 
 def _metric_subject(metric: dict[str, Any], template: dict[str, Any], resources: dict[str, Any]) -> str:
