@@ -84,6 +84,12 @@ class UnsupportedMediaType(DomainError):
     title = "Unsupported media type"
 
 
+class ContentTooLarge(DomainError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    problem = "content-too-large"
+    title = "Content too large"
+
+
 class UnprocessableContent(DomainError):
     status = 422
     problem = "unprocessable-content"

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from auth import CurrentUser
 from dependencies import AppSettings
 from routers.common import READS, WRITES, Timestamp
+from routers.fields import OneLine
 from services.profiles import change_profile, get_or_create_profile
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class Preferences(BaseModel):
 class ProfilePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    display_name: str | None = Field(default=None, min_length=1, max_length=80)
+    display_name: OneLine | None = Field(default=None, min_length=1, max_length=80)
     preferences: Preferences | None = None
 
     @field_validator("display_name")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from routers.common import Timestamp
+from routers.fields import DueDate, MultiLine, OneLine, SubjectId, Tag
 
 if TYPE_CHECKING:
     from models.project import Membership, Project
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 Role = Literal["owner", "editor", "viewer"]
 Status = Literal["todo", "doing", "done"]
 Priority = Literal["low", "medium", "high", "urgent"]
-_TAG = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
 
 class Strict(BaseModel):
@@ -25,13 +24,13 @@ class Strict(BaseModel):
 
 
 class ProjectCreate(Strict):
-    name: str = Field(min_length=1, max_length=100)
-    description: str = Field(default="", max_length=2000)
+    name: OneLine = Field(min_length=1, max_length=100)
+    description: MultiLine = Field(default="", max_length=2000)
 
 
 class ProjectPatch(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=100)
-    description: str | None = Field(default=None, max_length=2000)
+    name: OneLine | None = Field(default=None, min_length=1, max_length=100)
+    description: MultiLine | None = Field(default=None, max_length=2000)
     archived: bool | None = None
 
     @model_validator(mode="after")
@@ -92,15 +91,11 @@ class MyProject(BaseModel):
 
 
 class MemberAdd(Strict):
-    subject: str | None = Field(default=None, min_length=1, max_length=128)
-    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    subject: SubjectId = Field(
+        description="The user's subject. To bring in someone by email address, invite them "
+        "(`POST /projects/{project_id}/invitations`): they join once they accept with that verified address."
+    )
     role: Role = "viewer"
-
-    @model_validator(mode="after")
-    def _exactly_one_identity(self) -> MemberAdd:
-        if (self.subject is None) == (self.email is None):
-            raise ValueError("name the member by exactly one of subject or email")
-        return self
 
 
 class MemberRole(Strict):
@@ -117,42 +112,43 @@ class Member(BaseModel):
         return cls(subject=membership.subject, role=membership.role, joined_at=membership.joined_at)
 
 
-def _valid_tags(tags: list[str] | None) -> list[str] | None:
-    if tags is None:
-        return None
-    cleaned = sorted({tag.strip().lower() for tag in tags})
-    if len(cleaned) > 10:
-        raise ValueError("at most 10 tags")
-    for tag in cleaned:
-        if not _TAG.match(tag):
-            raise ValueError("tags are 1-32 characters: a-z, 0-9 and '-'")
-    return cleaned
+def _distinct_tags(tags: list[str] | None) -> list[str] | None:
+    return None if tags is None else sorted(set(tags))
+
+
+def _lower_tags(tags: object) -> object:
+    # Tags compare case-insensitively: "Launch" is the tag "launch".
+    if isinstance(tags, list):
+        return [tag.strip().lower() if isinstance(tag, str) else tag for tag in tags]
+    return tags
 
 
 class TaskCreate(Strict):
-    title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=5000)
+    title: OneLine = Field(min_length=1, max_length=200)
+    description: MultiLine = Field(default="", max_length=5000)
     status: Status = "todo"
     priority: Priority = "medium"
-    assignee: str | None = Field(default=None, min_length=1, max_length=128)
-    due_date: date | None = None
-    tags: list[str] = Field(default_factory=list, max_length=10)
+    assignee: SubjectId | None = None
+    due_date: DueDate | None = None
+    tags: list[Tag] = Field(default_factory=list, max_length=10)
 
-    _tags = field_validator("tags")(lambda cls, value: _valid_tags(value) or [])
+    _lower = field_validator("tags", mode="before")(lambda cls, value: _lower_tags(value))
+    _tags = field_validator("tags")(lambda cls, value: _distinct_tags(value) or [])
 
 
 class TaskPatch(Strict):
-    title: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=5000)
+    title: OneLine | None = Field(default=None, min_length=1, max_length=200)
+    description: MultiLine | None = Field(default=None, max_length=5000)
     status: Status | None = None
     priority: Priority | None = None
-    assignee: str | None = Field(default=None, min_length=1, max_length=128, description="null to unassign")
-    due_date: date | None = Field(default=None, description="null to clear")
-    tags: list[str] | None = Field(
+    assignee: SubjectId | None = Field(default=None, description="null to unassign")
+    due_date: DueDate | None = Field(default=None, description="null to clear")
+    tags: list[Tag] | None = Field(
         default=None, max_length=10, description="replaces the tags; [] or null clears"
     )
 
-    _tags = field_validator("tags")(lambda cls, value: _valid_tags(value))
+    _lower = field_validator("tags", mode="before")(lambda cls, value: _lower_tags(value))
+    _tags = field_validator("tags")(lambda cls, value: _distinct_tags(value))
 
     @model_validator(mode="after")
     def _something_to_change(self) -> TaskPatch:

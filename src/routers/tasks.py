@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from auth import CurrentUser
@@ -13,13 +13,11 @@ from idempotency import IdempotencyKey, run_once
 from pagination import Page, PageCursor, PageLimit, query_binding
 from preconditions import IfMatch, etag, expected_version
 from routers.common import BOUNDED_PAGES, READS, WRITES, created
-from routers.projects import ProjectId
+from routers.fields import ProjectId, SubjectId, Tag, TaskId
 from routers.schemas import Status, TaskCreate, TaskPatch, TaskView
 from services import tasks
 
 router = APIRouter(tags=["tasks"])
-
-TaskId = Annotated[str, Path(pattern=r"^[0-9A-Z]{26}\.[0-9A-Z]{26}$", description="The task's id.")]
 
 
 @router.post(
@@ -62,8 +60,8 @@ async def list_project_tasks(
         Literal["created", "due"], Query(description="created (oldest first) or due (soonest first)")
     ] = "created",
     status_filter: Annotated[Status | None, Query(alias="status")] = None,
-    assignee: Annotated[str | None, Query(max_length=128)] = None,
-    tag: Annotated[str | None, Query(max_length=32)] = None,
+    assignee: Annotated[SubjectId | None, Query()] = None,
+    tag: Annotated[Tag | None, Query()] = None,
 ) -> Page[TaskView]:
     binding = query_binding(
         request.url.path, user.subject, sort=sort, status=status_filter, assignee=assignee, tag=tag

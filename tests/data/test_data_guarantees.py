@@ -267,7 +267,7 @@ def test_another_users_cursor_is_a_400_problem(client: TestClient, backlog: Back
         ({"tag": "x"}, {"tag": "y"}),
         ({"status": "todo"}, {"status": "done"}),
         ({"status": "todo"}, {"status": "todo", "tag": "x"}),
-        ({}, {"assignee": "someone"}),
+        ({}, {"assignee": "3f2a9c1e-7b4d-4e8a-9c0f-1a2b3c4d5e6f"}),
     ],
 )
 def test_a_cursor_from_another_query_is_a_400_problem(

@@ -86,7 +86,7 @@ def test_create_with_every_field_normalizes_tags(client: TestClient, team: Team)
 
 
 def test_the_assignee_must_be_a_member(client: TestClient, team: Team, outsider: User) -> None:
-    for assignee in (outsider["sub"], "no-such-user"):
+    for assignee in (outsider["sub"], "00000000-0000-0000-0000-000000000000"):
         response = client.post(
             f"{team.path}/tasks", headers=bearer(team.editor), json={"title": "t", "assignee": assignee}
         )
@@ -102,6 +102,30 @@ def test_no_task_can_be_added_to_an_archived_project(client: TestClient, team: T
 
     assert client.patch(team.path, headers=bearer(team.owner), json={"archived": False}).status_code == 200
     new_task(client, team.editor, team.id)
+
+
+def test_an_archived_projects_tasks_and_fields_are_read_only_until_it_is_unarchived(
+    client: TestClient, team: Team
+) -> None:
+    task = new_task(client, team.editor, team.id, title="before")
+    assert client.patch(team.path, headers=bearer(team.owner), json={"archived": True}).status_code == 200
+    for response in (
+        client.patch(f"/tasks/{task['id']}", headers=bearer(team.editor), json={"title": "after"}),
+        client.delete(f"/tasks/{task['id']}", headers=bearer(team.editor)),
+        client.patch(team.path, headers=bearer(team.owner), json={"name": "renamed"}),
+        client.patch(team.path, headers=bearer(team.editor), json={"description": "x", "archived": True}),
+    ):
+        assert "archived" in assert_problem(response, 409, "conflict")["detail"]
+    assert client.get(f"/tasks/{task['id']}", headers=bearer(team.viewer)).json()["title"] == "before"
+    assert client.get(team.path, headers=bearer(team.owner)).json()["name"] == team.project["name"]
+    # Unarchiving may change fields in the same request; then everything is writable again.
+    reopened = client.patch(
+        team.path, headers=bearer(team.owner), json={"archived": False, "name": "reopened"}
+    )
+    assert reopened.status_code == 200, reopened.text
+    assert reopened.json()["name"] == "reopened"
+    changed = client.patch(f"/tasks/{task['id']}", headers=bearer(team.editor), json={"title": "after"})
+    assert changed.status_code == 200, changed.text
 
 
 def test_viewers_cannot_create_tasks_and_outsiders_get_404(
