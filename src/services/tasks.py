@@ -10,6 +10,7 @@ from errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unprocessa
 from services.projects import visible_project
 
 _NOT_FOUND = "No such task."
+_ARCHIVED = "The project is archived: its tasks are read-only until it is unarchived."
 
 
 def _task_key(task_id: str) -> tuple[str, str]:
@@ -29,6 +30,8 @@ def _explain_refusal(
         return NotFound(_NOT_FOUND)
     if role not in models.project.WRITER_ROLES:
         return Forbidden("Viewers cannot change tasks.")
+    if project.archived:
+        return Conflict(_ARCHIVED)
     if assignee and project.role_of(assignee) is None:
         return UnprocessableContent("The assignee must be a member of the project.")
     if expected is not None and task.version != expected:
@@ -49,7 +52,7 @@ def create_task(principal: Principal, project_id: str, fields: dict[str, Any]) -
     if role not in models.project.WRITER_ROLES:
         raise Forbidden("Viewers cannot change tasks.")
     if project.archived:
-        raise Conflict("The project is archived: unarchive it to add tasks.")
+        raise Conflict(_ARCHIVED)
     if fields.get("assignee") and project.role_of(fields["assignee"]) is None:
         raise UnprocessableContent("The assignee must be a member of the project.")
     raise Conflict("The project changed concurrently; try again.")
@@ -65,13 +68,16 @@ def get_task(principal: Principal, task_id: str) -> models.task.Task:
 
 
 def _writable(principal: Principal, project_id: str, assignee: str | None = None) -> None:
-    """One consistent GetItem of the project: the caller writes here (and the assignee is a member)."""
+    """One consistent GetItem of the project: the caller writes here, the project is not archived (and
+    the assignee is a member)."""
     project = models.project.get_project(project_id)
     role = project.role_of(principal.subject) if project else None
     if project is None or role is None:
         raise NotFound(_NOT_FOUND)
     if role not in models.project.WRITER_ROLES:
         raise Forbidden("Viewers cannot change tasks.")
+    if project.archived:
+        raise Conflict(_ARCHIVED)
     if assignee and project.role_of(assignee) is None:
         raise UnprocessableContent("The assignee must be a member of the project.")
 
