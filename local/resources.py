@@ -128,6 +128,7 @@ def create_user_pool(endpoint: str, name: str) -> tuple[str, str]:
         UsernameAttributes=["email"],
         UsernameConfiguration={"CaseSensitive": False},
         AutoVerifiedAttributes=["email"],
+        UserAttributeUpdateSettings={"AttributesRequireVerificationBeforeUpdate": ["email"]},
         Policies={
             "PasswordPolicy": {
                 "MinimumLength": 12,

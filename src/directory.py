@@ -27,10 +27,17 @@ class DirectoryUser:
     subject: str | None
     email: str | None
     name: str | None
+    # Whether the person proved they receive mail at `email`. An unverified address is only a claim:
+    # anyone may set theirs to someone else's.
+    email_verified: bool
     enabled: bool
     status: str
     created_at: datetime | None
     groups: tuple[str, ...] = ()
+
+    @property
+    def verified_email(self) -> str | None:
+        return self.email if self.email and self.email_verified else None
 
 
 @lru_cache(maxsize=1)
@@ -96,6 +103,7 @@ def _user_from(raw: dict[str, Any], attributes_key: str) -> DirectoryUser:
         subject=attributes.get("sub") or None,
         email=attributes.get("email"),
         name=attributes.get("name"),
+        email_verified=attributes.get("email_verified", "").lower() == "true",
         enabled=bool(raw.get("Enabled", True)),
         status=str(raw.get("UserStatus", "UNKNOWN")),
         created_at=raw.get("UserCreateDate"),
@@ -129,14 +137,6 @@ def get_user(pool_id: str, user_id: str) -> DirectoryUser:
     with _translated_errors("user"):
         response = _cognito().admin_list_groups_for_user(UserPoolId=pool_id, Username=user.user_id, Limit=60)
     return replace(user, groups=tuple(sorted(group["GroupName"] for group in response.get("Groups", []))))
-
-
-def group_members(pool_id: str, group: str) -> tuple[list[DirectoryUser], bool]:
-    """The first 60 members of `group` (one call) and whether more follow."""
-    with _translated_errors("group"):
-        response = _cognito().list_users_in_group(UserPoolId=pool_id, GroupName=group, Limit=60)
-    users = [_user_from(raw, "Attributes") for raw in response.get("Users", [])]
-    return users, bool(response.get("NextToken"))
 
 
 def _admin_call(call: Callable[[Any], Any], what: str = "user") -> None:
@@ -175,12 +175,6 @@ def _find_one(pool_id: str, attribute: str, value: str) -> DirectoryUser | None:
         return None
     users = response.get("Users", [])
     return _user_from(users[0], "Attributes") if len(users) == 1 else None
-
-
-def find_user_by_email(pool_id: str, email: str) -> str | None:
-    """The subject (`sub`, as in that user's tokens) of the user who signs in with `email`, if any."""
-    found = _find_one(pool_id, "email", email)
-    return found.subject if found is not None else None
 
 
 def find_user_by_subject(pool_id: str, subject: str) -> DirectoryUser | None:

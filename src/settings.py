@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Stage = Literal["dev", "test", "staging", "prod"]
 
-# The local stand-in signs every user pool with one key whose private half is public knowledge;
-# its issuer host is the real Cognito one, so production must refuse tokens whose JWKS came from elsewhere.
-_DEVELOPMENT_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "[::1]", "host.docker.internal")  # noqa: S104
+# The local stand-in signs every user pool with one key whose private half is public knowledge; its
+# issuer host is the real Cognito one, so a deployed app must refuse keys fetched from anywhere else.
 _ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
 
 
@@ -105,30 +105,53 @@ class Settings(BaseSettings):
             name for name, value in os.environ.items() if name.startswith(_ENDPOINT_VARIABLE) and value
         )
 
+    @property
+    def deployed(self) -> bool:
+        """Running in AWS Lambda (not under `sam local`, which sets AWS_SAM_LOCAL), or a prod stage
+        anywhere. Every deployed stage refuses development-only values, not only prod."""
+        in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) and not os.environ.get("AWS_SAM_LOCAL")
+        return in_lambda or self.stage == "prod"
+
     @model_validator(mode="after")
-    def _refuse_development_values_in_production(self) -> Settings:
-        if self.stage != "prod":
+    def _refuse_development_values_when_deployed(self) -> Settings:
+        if not self.deployed:
             return self
         problems: list[str] = []
         if any(origin == "*" or "*" in origin for origin in self.cors_allow_origins):
-            problems.append("CORS_ALLOW_ORIGINS must list exact origins in prod (no wildcard)")
-        if any(origin.startswith("http://") for origin in self.cors_allow_origins):
+            problems.append("CORS_ALLOW_ORIGINS must list exact origins (no wildcard)")
+        if self.stage == "prod" and any(origin.startswith("http://") for origin in self.cors_allow_origins):
             problems.append("CORS_ALLOW_ORIGINS must be https origins in prod")
         if self.endpoint_overrides:
             problems.append(
-                f"{', '.join(self.endpoint_overrides)} must not be set in prod (they point the SDK at a stand-in)"
+                f"{', '.join(self.endpoint_overrides)} must not be set (they point the SDK at a stand-in)"
             )
         if self.rate_limit_storage_uri.startswith("memory://"):
-            problems.append("RATE_LIMIT_STORAGE_URI must be shared storage in prod, not memory://")
-        if self.cognito_jwks_url and any(host in self.cognito_jwks_url for host in _DEVELOPMENT_HOSTS):
-            problems.append("COGNITO_JWKS_URL points at a local stand-in")
+            problems.append("RATE_LIMIT_STORAGE_URI must be shared storage, not memory://")
+        if self.cognito_jwks_url and not _is_cognito_jwks_url(self.cognito_jwks_url, self.aws_region):
+            problems.append("COGNITO_JWKS_URL must be an https URL on the region's Cognito host")
         if not self.cognito_user_pool_id:
-            problems.append("COGNITO_USER_POOL_ID is required in prod")
+            problems.append("COGNITO_USER_POOL_ID is required")
         if not self.cognito_client_ids:
-            problems.append("COGNITO_CLIENT_IDS is required in prod")
+            problems.append("COGNITO_CLIENT_IDS is required")
         if problems:
-            raise ValueError("refusing to start with development-only settings: " + "; ".join(problems))
+            raise ValueError(
+                f"refusing to start ({self.stage}, deployed) with development-only settings: "
+                + "; ".join(problems)
+            )
         return self
+
+
+def _is_cognito_jwks_url(url: str, region: str) -> bool:
+    """An https URL on Cognito's own host for the region (the stand-in serves its keys from elsewhere)."""
+    parsed = urlparse(url)
+    return (
+        parsed.scheme == "https"
+        and parsed.hostname
+        in {f"cognito-idp.{region}.amazonaws.com", f"cognito-idp.{region}.amazonaws.com.cn"}
+        and parsed.port in (None, 443)
+        and not parsed.username
+        and not parsed.password
+    )
 
 
 @lru_cache(maxsize=1)

@@ -375,7 +375,8 @@ def test_disabling_a_user_revokes_their_api_keys(client: TestClient, make_user: 
     trail = client.get("/admin/audit", headers=admin, params={"limit": 100}).json()["items"]
     disabling = next(e for e in trail if e["action"] == "user.disable" and e["target"] == target["sub"])
     assert disabling["outcome"] == "succeeded"
-    assert sorted(disabling["details"]["revoked_api_keys"]) == sorted(key["id"] for key in keys)
+    # A count, not the ids: the record stays small whatever the user held.
+    assert disabling["details"]["revoked_api_keys"] == len(keys)
 
 
 def test_signing_a_user_out_everywhere_revokes_their_api_keys(client: TestClient, make_user: Any) -> None:
@@ -388,7 +389,7 @@ def test_signing_a_user_out_everywhere_revokes_their_api_keys(client: TestClient
     assert_problem(client.get("/me", headers={"X-API-Key": key["secret"]}), 401, "unauthorized")
     trail = client.get("/admin/audit", headers=admin, params={"limit": 100}).json()["items"]
     signing_out = next(e for e in trail if e["action"] == "user.sign_out" and e["target"] == target["sub"])
-    assert signing_out["details"]["revoked_api_keys"] == [key["id"]]
+    assert signing_out["details"]["revoked_api_keys"] == 1
 
 
 def test_a_disabled_user_cannot_mint_an_api_key_with_a_token_still_valid(

@@ -18,7 +18,7 @@ from local.resources import DEMO_PASSWORD, LocalResources, sign_in
 
 import models
 from auth import SigningKeys, TokenVerifier
-from services.api_keys import signed_in_before_revocation
+from services.accounts import signed_in_before_revocation
 from settings import Settings
 from tests.data.helpers import assert_problem
 from tests.test_identity import bearer

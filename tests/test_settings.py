@@ -120,3 +120,74 @@ def test_the_app_refuses_to_start_with_dev_values_in_prod(monkeypatch: pytest.Mo
     monkeypatch.setenv("CORS_ALLOW_ORIGINS", "*")
     with pytest.raises(ValidationError):
         Settings()
+
+
+DEPLOYED_DEV_OK = {**PROD_OK, "stage": "dev", "cors_allow_origins": ["http://localhost:3000"]}
+
+
+@pytest.fixture
+def in_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As Lambda's runtime sets it for every function."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "stratus-dev-ApiFunction-AbC123")
+    monkeypatch.delenv("AWS_SAM_LOCAL", raising=False)
+
+
+@pytest.mark.usefixtures("in_lambda")
+@pytest.mark.parametrize(
+    ("override", "complaint"),
+    [
+        ({"cors_allow_origins": ["*"]}, "CORS_ALLOW_ORIGINS"),
+        ({"rate_limit_storage_uri": "memory://"}, "RATE_LIMIT_STORAGE_URI"),
+        ({"cognito_jwks_url": "http://127.0.0.1:4566/pool/.well-known/jwks.json"}, "COGNITO_JWKS_URL"),
+        ({"cognito_user_pool_id": ""}, "COGNITO_USER_POOL_ID"),
+        ({"cognito_client_ids": []}, "COGNITO_CLIENT_IDS"),
+    ],
+)
+def test_every_deployed_stage_refuses_development_values(override: dict[str, object], complaint: str) -> None:
+    with pytest.raises(ValidationError, match=complaint):
+        Settings(**{**DEPLOYED_DEV_OK, **override})
+
+
+@pytest.mark.usefixtures("in_lambda")
+def test_a_deployed_dev_stage_with_real_values_starts() -> None:
+    assert Settings(**DEPLOYED_DEV_OK).deployed
+
+
+@pytest.mark.usefixtures("in_lambda")
+def test_a_deployed_stage_refuses_an_sdk_endpoint_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    with pytest.raises(ValidationError, match="AWS_ENDPOINT_URL"):
+        Settings(**DEPLOYED_DEV_OK)
+
+
+@pytest.mark.usefixtures("in_lambda")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbCdEf123/.well-known/jwks.json",
+        "https://cognito-idp.us-east-1.amazonaws.com.evil.example/pool/.well-known/jwks.json",
+        "https://evil.example/cognito-idp.us-east-1.amazonaws.com/.well-known/jwks.json",
+        "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC/.well-known/jwks.json",
+        "https://user@cognito-idp.us-east-1.amazonaws.com/us-east-1_AbCdEf123/.well-known/jwks.json",
+        "https://cognito-idp.us-east-1.amazonaws.com:8443/us-east-1_AbCdEf123/.well-known/jwks.json",
+    ],
+)
+def test_a_deployed_jwks_url_must_be_https_on_the_regions_cognito_host(url: str) -> None:
+    with pytest.raises(ValidationError, match="COGNITO_JWKS_URL"):
+        Settings(**{**DEPLOYED_DEV_OK, "cognito_jwks_url": url})
+
+
+@pytest.mark.usefixtures("in_lambda")
+def test_a_deployed_jwks_url_on_cognito_is_accepted() -> None:
+    url = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbCdEf123/.well-known/jwks.json"
+    assert Settings(**{**DEPLOYED_DEV_OK, "cognito_jwks_url": url}).jwks_url == url
+
+
+def test_sam_local_is_not_deployed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `sam local` runs the function in a container that also sets AWS_LAMBDA_FUNCTION_NAME, pointed at the
+    # local stand-in on purpose (docs/operations.md).
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "ApiFunction")
+    monkeypatch.setenv("AWS_SAM_LOCAL", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://host.docker.internal:4566")
+    settings = Settings(stage="dev", rate_limit_storage_uri="memory://")
+    assert not settings.deployed

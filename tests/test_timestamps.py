@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from models.project import Project, _membership, project_key
+from models.project import Project, membership_item, project_key
 from routers.common import Timestamp
 
 FIXED_WIDTH = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -54,7 +54,7 @@ def test_sort_keys_of_moments_have_a_fixed_width() -> None:
     whole = datetime(2026, 1, 31, 9, 30, 19, tzinfo=UTC)
     assert whole.isoformat() == "2026-01-31T09:30:19+00:00"  # what a plain isoformat writes
     project = Project(project_key("p1"), "PROJECT", project_id="p1", name="sorted", archived=False)
-    membership = _membership(project, "someone", "owner", whole)
+    membership = membership_item(project, "someone", "owner", whole)
     assert membership.gsi1sk == "2026-01-31T09:30:19.000000+00:00#p1"
-    later = _membership(project, "someone", "owner", whole + timedelta(milliseconds=34))
+    later = membership_item(project, "someone", "owner", whole + timedelta(milliseconds=34))
     assert membership.gsi1sk < later.gsi1sk

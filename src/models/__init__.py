@@ -14,10 +14,23 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from settings import Settings
 
-    from . import api_key, audit, health, ids, profile, project, table, task
+    from . import api_key, audit, health, ids, invitation, profile, project, table, task
 
-__all__ = ["api_key", "audit", "bind_models", "health", "ids", "profile", "project", "table", "task"]
-_SUBMODULES = frozenset({"api_key", "audit", "health", "ids", "profile", "project", "table", "task"})
+__all__ = [
+    "api_key",
+    "audit",
+    "bind_models",
+    "health",
+    "ids",
+    "invitation",
+    "profile",
+    "project",
+    "table",
+    "task",
+]
+_SUBMODULES = frozenset(
+    {"api_key", "audit", "health", "ids", "invitation", "profile", "project", "table", "task"}
+)
 _pending_binding: Settings | None = None
 
 

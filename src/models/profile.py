@@ -1,8 +1,9 @@
 """A user's profile: created from token claims on first access, one item per user.
 
-The item also holds when the user's sessions were last revoked (sign-out everywhere, disabling). That
-may be recorded before the user ever opened their profile: the item then holds only that time (and its
-keys), and reads here treat it as no profile until the profile is created around it.
+The item also holds when the user's sessions were last revoked (sign-out everywhere, disabling, demotion)
+and which of their personal API keys are active (see models.api_key). Both may be recorded before the
+user ever opened their profile: the item then holds only those (and its keys), and reads here treat it
+as no profile until the profile is created around it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from pynamodb.expressions.update import Action
 from models.table import StratusItem, plain_map
 
 
-def _key(subject: str) -> str:
+def profile_key(subject: str) -> str:
     return f"USER#{subject}"
+
+
+_key = profile_key
 
 
 _PROFILE_SK = "PROFILE"
@@ -34,8 +38,13 @@ class UserProfile(StratusItem, discriminator="UserProfile"):
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
     version = NumberAttribute(default=1)
-    # Tokens from sign-ins before this instant may no longer mint API keys (see services.api_keys).
+    # Tokens from sign-ins before this instant may no longer mint API keys nor act as admins, and keys
+    # minted before it no longer work (see services.api_keys).
     sessions_revoked_at = UTCDateTimeAttribute(null=True)
+    # The owner's active API keys: key id -> valid until (epoch seconds). At most MAX_ACTIVE_KEYS; the
+    # version changes with every change of the map, so concurrent mints and revocations cannot both win.
+    api_keys = MapAttribute[str, Any](null=True)
+    api_keys_version = NumberAttribute(null=True)
 
     @property
     def is_created(self) -> bool:

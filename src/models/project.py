@@ -96,7 +96,7 @@ def _connection() -> Connection:
     return StratusItem._get_connection().connection
 
 
-def _membership(project: Project, subject: str, role: str, now: datetime) -> Membership:
+def membership_item(project: Project, subject: str, role: str, now: datetime) -> Membership:
     return Membership(
         project_key(project.project_id),
         member_key(subject),
@@ -133,7 +133,7 @@ def create_project(project_id: str, name: str, description: str, owner: str) -> 
         with TransactWrite(connection=_connection()) as transaction:
             transaction.save(project, condition=Project.pk.does_not_exist())
             transaction.save(
-                _membership(project, owner, "owner", now), condition=Membership.pk.does_not_exist()
+                membership_item(project, owner, "owner", now), condition=Membership.pk.does_not_exist()
             )
     except TransactWriteError as error:
         raise_refusal(error)
@@ -158,6 +158,9 @@ def update_project(
     actions: list[Action] = [Project.updated_at.set(datetime.now(UTC)), Project.version.add(1)]
     actions += [getattr(Project, name).set(value) for name, value in changes.items()]
     condition: Condition = role_path(actor).is_in(*WRITER_ROLES)
+    # An archived project is read-only until a change unarchives it (which may change other fields too).
+    if changes.keys() - {"archived"} and changes.get("archived") is not False:
+        condition &= equals(Project.archived, False)
     if expected_version is not None:
         condition &= equals(Project.version, expected_version)
     try:
@@ -264,7 +267,7 @@ def change_roles(
                 transaction.delete(membership)
             elif current_role is None:
                 transaction.save(
-                    _membership(project, member, new_role, now), condition=Membership.pk.does_not_exist()
+                    membership_item(project, member, new_role, now), condition=Membership.pk.does_not_exist()
                 )
             else:
                 transaction.update(
@@ -275,7 +278,7 @@ def change_roles(
     if new_role is None:
         return None
     if current_role is None:
-        return _membership(project, member, new_role, now)
+        return membership_item(project, member, new_role, now)
     return get_membership(project_id, member)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 
 from auth import CurrentUser, require_groups
@@ -13,18 +13,34 @@ from directory import DirectoryUser
 from pagination import Page, PageCursor, PageLimit, query_binding
 from ratelimit import rate_limit
 from routers.common import Timestamp
-from services.admin import AdminActions, ManagedGroup, audit_trail, get_directory_user, list_directory_users
+from routers.fields import DirectoryUserRef as UserId
+from services.admin import (
+    AdminActions,
+    ManagedGroup,
+    audit_trail,
+    confirm_live_admin,
+    get_directory_user,
+    list_directory_users,
+)
 
 if TYPE_CHECKING:
     from models.audit import AuditRecord
 
+
+async def _live_admin(user: CurrentUser, settings: AppSettings) -> None:
+    confirm_live_admin(user, settings)
+
+
+# The token's groups first (no call: most refusals end there), then the budget, then the directory's word.
 router = APIRouter(
     prefix="/admin",
     tags=["admin"],
-    dependencies=[Depends(require_groups("admin")), Depends(rate_limit("expensive"))],
+    dependencies=[
+        Depends(require_groups("admin")),
+        Depends(rate_limit("expensive")),
+        Depends(_live_admin),
+    ],
 )
-
-UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.@+-]+$")]
 
 
 class DirectoryUserInfo(BaseModel):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from auth import CurrentUser
@@ -13,7 +12,16 @@ from dependencies import AppSettings, Cursors
 from pagination import Page, PageCursor, PageLimit, query_binding
 from ratelimit import rate_limit
 from routers.common import READS, WRITES, Timestamp
-from services.api_keys import issue_api_key, my_api_keys, revoke_my_api_key
+from routers.fields import ApiKeyId as KeyId
+from routers.fields import Moment, OneLine
+from services.api_keys import (
+    DEFAULT_LIFETIME,
+    MAX_ACTIVE_KEYS,
+    MAX_LIFETIME,
+    issue_api_key,
+    my_api_keys,
+    revoke_my_api_key,
+)
 
 if TYPE_CHECKING:
     from models.api_key import ApiKey
@@ -21,15 +29,18 @@ if TYPE_CHECKING:
 router = APIRouter(prefix="/api-keys", tags=["api-keys"])
 
 Scope = Literal["stratus/read", "stratus/write"]
-KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="The key's id (from its prefix).")]
 
 
 class ApiKeyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=64)
-    scopes: list[Scope] = Field(min_length=1)
-    expires_at: datetime | None = Field(default=None, description="Optional; at most one year ahead.")
+    name: OneLine = Field(min_length=1, max_length=64)
+    scopes: list[Scope] = Field(min_length=1, max_length=2)
+    expires_at: Moment | None = Field(
+        default=None,
+        description=f"When the key stops working: within {MAX_LIFETIME.days} days; "
+        f"{DEFAULT_LIFETIME.days} days from now when left out.",
+    )
 
 
 class ApiKeyInfo(BaseModel):
@@ -38,7 +49,7 @@ class ApiKeyInfo(BaseModel):
     prefix: str
     scopes: list[str]
     created_at: Timestamp
-    expires_at: Timestamp | None
+    expires_at: Timestamp
     revoked_at: Timestamp | None
     last_used_at: Timestamp | None
 
@@ -50,7 +61,7 @@ class ApiKeyInfo(BaseModel):
             prefix=item.display_prefix,
             scopes=sorted(item.scopes or ()),
             created_at=item.created_at,
-            expires_at=item.valid_until,
+            expires_at=item.ends_at(),
             revoked_at=item.revoked_at,
             last_used_at=item.last_used_at,
         )
@@ -66,6 +77,8 @@ class IssuedApiKey(ApiKeyInfo):
     response_model=IssuedApiKey,
     status_code=status.HTTP_201_CREATED,
     summary="Create an API key",
+    description=f"At most {MAX_ACTIVE_KEYS} active keys per person (409 beyond). A key stops working when "
+    "it ends, when it is revoked, and when its owner is signed out everywhere, disabled or deleted.",
     dependencies=[Depends(rate_limit("expensive"))],
 )
 async def create_api_key(

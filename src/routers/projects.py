@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from auth import CurrentUser
@@ -13,13 +11,12 @@ from idempotency import IdempotencyKey, run_once
 from pagination import Page, PageCursor, PageLimit, query_binding
 from preconditions import IfMatch, etag, expected_version
 from routers.common import READS, WRITES, created
+from routers.fields import ProjectId
+from routers.fields import SubjectId as MemberId
 from routers.schemas import Member, MemberAdd, MemberRole, MyProject, ProjectCreate, ProjectPatch, ProjectView
 from services import projects
 
 router = APIRouter(prefix="/projects", tags=["projects"])
-
-ProjectId = Annotated[str, Path(pattern=r"^[0-9A-Z]{26}$", description="The project's id.")]
-MemberId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\w.@+-]+$")]
 
 
 @router.post(
@@ -115,7 +112,7 @@ async def add_member(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     def produce() -> dict[str, object]:
-        membership = projects.add_member(user, settings, project_id, body.subject, body.email, body.role)
+        membership = projects.add_member(user, settings, project_id, body.subject, body.role)
         return Member.of(membership).model_dump(mode="json")
 
     view = run_once(request, settings, user.subject, idempotency_key, body.model_dump(mode="json"), produce)

@@ -9,9 +9,18 @@ from typing import Any, Literal
 import directory
 import models
 from auth import Principal
-from errors import Conflict, DomainError, ServiceUnavailable, is_transient_aws_failure, problem_type_of
+from errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    ServiceUnavailable,
+    is_transient_aws_failure,
+    problem_type_of,
+)
 from observability import logger
 from pagination import CursorCodec
+from services.accounts import end_sessions, live_directory_entry, refuse_ended_session
+from settings import Settings
 
 ManagedGroup = Literal["admin", "user"]
 ADMIN_GROUP: ManagedGroup = "admin"
@@ -47,20 +56,12 @@ class AdminActions:
     def _target(self, user_id: str) -> directory.DirectoryUser:
         return directory.lookup_user(self.pool_id, user_id)
 
-    def _refuse_self_lockout(self, target: directory.DirectoryUser, what: str) -> None:
+    def _refuse_self(self, target: directory.DirectoryUser, what: str) -> None:
         itself = (target.subject is not None and target.subject == self.actor.subject) or (
             target.user_id == self.actor.username
         )
         if itself:
             raise Conflict(f"Admins cannot {what} themselves; ask another admin.")
-
-    def _refuse_last_admin(self, target: directory.DirectoryUser, what: str) -> None:
-        members, more = directory.group_members(self.pool_id, ADMIN_GROUP)
-        if more or target.user_id not in {member.user_id for member in members}:
-            return
-        # The caller's token may still name a group the directory no longer gives them: count the directory.
-        if not any(member.enabled and member.user_id != target.user_id for member in members):
-            raise Conflict(f"Cannot {what} the last enabled admin; make someone else an admin first.")
 
     def _audited(
         self,
@@ -105,62 +106,58 @@ class AdminActions:
             logger.exception("could not record how an admin action ended", action=record.action)
 
     @staticmethod
-    def _end_sessions(target: directory.DirectoryUser, done: dict[str, Any]) -> None:
-        """Tokens from sign-ins before now can no longer mint API keys, and the personal API keys minted
-        so far stop working. Safe to repeat."""
+    def _end_sessions(target: directory.DirectoryUser, done: dict[str, Any], ended_at: datetime) -> None:
+        """Tokens from sign-ins before `ended_at` can no longer mint API keys or act as admins, and every
+        personal API key of the user is revoked: one transaction. Safe to repeat."""
         if target.subject is None:
             return
-        # Recorded before the keys are looked up: a mint that checks after this is refused, and a key put
-        # before the lookup is revoked by it (services.api_keys checks again after its put).
-        revoked_at = datetime.now(UTC)
-        models.profile.record_sessions_revoked(target.subject, revoked_at)
-        done["sessions_revoked_at"] = revoked_at.isoformat()
-        revoked = models.api_key.revoke_all_api_keys(target.subject)
-        done["revoked_api_keys"] = [*done.get("revoked_api_keys", []), *revoked]
+        revoked = end_sessions(target.subject, ended_at)
+        done["sessions_ended"] = True
+        # A count, not the ids: the record stays small however the action is repeated.
+        done["revoked_api_keys"] = int(done.get("revoked_api_keys", 0)) + revoked
 
-    def _ending_sessions(
+    def _then_ending_sessions(
         self, target: directory.DirectoryUser, act: Callable[[], None]
     ) -> Callable[[dict[str, Any]], None]:
-        """`act` (the directory's part) between two rounds of `_end_sessions`."""
+        """`act` (the directory's part) first, then `_end_sessions`: revoking keys never delays locking
+        the account. Should ending the sessions fail, the admin is told what already happened, and a
+        retry repeats every step (each is idempotent)."""
 
         def perform(done: dict[str, Any]) -> None:
-            # Before the directory acts: should anything fail, the user is not left disabled or signed out
-            # with the keys they had still working, and the admin's retry repeats every step.
-            self._end_sessions(target, done)
+            # Sessions end when the directory acts: someone who signs in again right after keeps that new
+            # session (their keys minted meanwhile go all the same: every listed key is revoked).
+            ended_at = datetime.now(UTC)
+            act()
+            done["directory"] = "done"
             try:
-                act()
+                self._end_sessions(target, done, ended_at)
             except Exception as error:
-                # The admin must not read the refusal as "nothing changed": say what already happened.
-                already = (
-                    " The user's API keys were already revoked and earlier sign-ins can no longer mint"
-                    " keys; retry to finish."
-                )
+                already = " The directory already acted; retry to finish ending the user's sessions."
                 if isinstance(error, DomainError):
                     error.detail += already
                     raise
                 if is_transient_aws_failure(error):
-                    raise ServiceUnavailable("The user directory did not answer." + already) from error
+                    raise ServiceUnavailable("The data store did not answer." + already) from error
                 raise
-            # Again once the directory has answered: a key minted meanwhile, with a token from a sign-in
-            # during the action, goes too, and tokens issued before the directory acted can mint no more.
-            self._end_sessions(target, done)
 
         return perform
 
     def set_enabled(self, user_id: str, enabled: bool) -> directory.DirectoryUser:
         target = self._target(user_id)
         if enabled:
+            # A disabled admin's token is refused before it gets here (require_live_admin); an enabled one
+            # has nothing to enable. Either way nobody enables themselves.
+            self._refuse_self(target, "enable")
             self._audited(
                 "user.enable",
                 target,
                 lambda _done: directory.set_user_enabled(self.pool_id, target.user_id, True),
             )
         else:
-            self._refuse_self_lockout(target, "disable")
-            self._refuse_last_admin(target, "disable")
+            self._refuse_self(target, "disable")
             # A disabled person's personal API keys stop working with them, and tokens they hold must
             # not mint new ones once they are enabled again.
-            disable = self._ending_sessions(
+            disable = self._then_ending_sessions(
                 target, lambda: directory.set_user_enabled(self.pool_id, target.user_id, False)
             )
             self._audited("user.disable", target, disable)
@@ -168,6 +165,7 @@ class AdminActions:
 
     def add_to_group(self, user_id: str, group: ManagedGroup) -> directory.DirectoryUser:
         target = self._target(user_id)
+        self._refuse_self(target, "change the groups of")
         self._audited(
             "user.group.add",
             target,
@@ -178,25 +176,46 @@ class AdminActions:
 
     def remove_from_group(self, user_id: str, group: ManagedGroup) -> directory.DirectoryUser:
         target = self._target(user_id)
-        if group == ADMIN_GROUP:
-            self._refuse_self_lockout(target, "remove admin rights from")
-            self._refuse_last_admin(target, "remove admin rights from")
-        self._audited(
-            "user.group.remove",
-            target,
-            lambda _done: directory.remove_user_from_group(self.pool_id, target.user_id, group),
-            group=group,
-        )
+        self._refuse_self(target, "change the groups of")
+        if group != ADMIN_GROUP:
+            self._audited(
+                "user.group.remove",
+                target,
+                lambda _done: directory.remove_user_from_group(self.pool_id, target.user_id, group),
+                group=group,
+            )
+            return directory.get_user(self.pool_id, target.user_id)
+
+        # A demoted admin keeps no session that was opened as an admin: their tokens carry the group
+        # until they expire, and their refresh tokens would mint more.
+        def demote() -> None:
+            directory.remove_user_from_group(self.pool_id, target.user_id, group)
+            directory.sign_out_everywhere(self.pool_id, target.user_id)
+
+        self._audited("user.group.remove", target, self._then_ending_sessions(target, demote), group=group)
         return directory.get_user(self.pool_id, target.user_id)
 
     def sign_out_everywhere(self, user_id: str) -> None:
         target = self._target(user_id)
-        self._refuse_self_lockout(target, "sign out")
+        self._refuse_self(target, "sign out")
         # Signing someone out everywhere includes the scripts that act for them.
-        sign_out = self._ending_sessions(
+        sign_out = self._then_ending_sessions(
             target, lambda: directory.sign_out_everywhere(self.pool_id, target.user_id)
         )
         self._audited("user.sign_out", target, sign_out)
+
+
+def confirm_live_admin(principal: Principal, settings: Settings) -> None:
+    """Admin rights are read live, not from the token: the caller's account exists, is the token's
+    subject, is enabled and is in the admin group now (two Cognito calls), and the caller's sessions were
+    not ended after the token's sign-in (one consistent GetItem). A disabled, demoted or signed-out admin
+    is refused at once, whatever their token still says."""
+    if principal.auth_method != "jwt" or principal.username is None:
+        raise Forbidden("Administration is for signed-in people.")
+    account = live_directory_entry(principal, settings, with_groups=True)
+    if ADMIN_GROUP not in account.groups:
+        raise Forbidden(f"This requires membership in: {ADMIN_GROUP}.")
+    refuse_ended_session(principal, models.api_key.get_key_holder(principal.subject).sessions_revoked_at)
 
 
 def audit_trail(

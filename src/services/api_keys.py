@@ -2,6 +2,11 @@
 
 A key reads `stratus_<key id>_<secret>`. Only HMAC-SHA256(pepper, secret) is stored, the pepper living in
 Secrets Manager, so a copy of the table alone cannot be used to forge or test keys.
+
+Every key ends (90 days unless asked otherwise, at most 366), a person holds at most 20 active keys, and
+a key stops working when its owner's sessions end (sign-out everywhere, disabling, demotion: the keys are
+revoked in the same transaction that records it) or, within OWNER_RECHECK, when the directory no longer
+has the owner enabled (an account disabled or deleted outside the app).
 """
 
 from __future__ import annotations
@@ -18,15 +23,24 @@ import directory
 import models
 from app_secrets import derived_key
 from auth import Principal
-from errors import Forbidden, NotFound, Unauthorized, UnprocessableContent
+from errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized, UnprocessableContent
 from observability import logger
 from pagination import CursorCodec
+from services.accounts import end_sessions, live_directory_entry, refuse_ended_session
 from settings import Settings
 
 KEY_PREFIX = "stratus"
 _KEY_FORMAT = re.compile(r"^stratus_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+DEFAULT_LIFETIME = timedelta(days=90)
 MAX_LIFETIME = timedelta(days=366)
+MAX_ACTIVE_KEYS = models.api_key.MAX_ACTIVE_KEYS
+# How often a key's use confirms, in the directory, that its owner can still sign in; and for how long a
+# confirmation still admits the key while the directory cannot be reached.
+OWNER_RECHECK = timedelta(minutes=5)
+OWNER_RECHECK_GRACE = timedelta(hours=1)
+# A mint or a revocation races only the same person's other key changes: a few tries settle it.
+_KEY_LIST_ATTEMPTS = 3
 
 
 def _secret_hash(settings: Settings, secret: str) -> str:
@@ -34,94 +48,56 @@ def _secret_hash(settings: Settings, secret: str) -> str:
     return hmac.new(pepper, secret.encode(), hashlib.sha256).hexdigest()
 
 
-def _refuse_disabled_account(principal: Principal, settings: Settings) -> None:
-    # An access token outlives the disabling of its account by up to its lifetime; a key minted with it
-    # would outlive it by up to a year. The directory has the last word.
-    try:
-        account = directory.lookup_user(
-            settings.cognito_user_pool_id, principal.username or principal.subject
+def key_end(valid_until: datetime | None, now: datetime) -> datetime:
+    """When a key asked to end at `valid_until` (None: the default lifetime) ends; 422 outside the
+    allowed range."""
+    until = valid_until if valid_until is not None else now + DEFAULT_LIFETIME
+    if until <= now or until - now > MAX_LIFETIME:
+        raise UnprocessableContent(
+            f"An API key must end in the future and within {MAX_LIFETIME.days} days (default "
+            f"{DEFAULT_LIFETIME.days})."
         )
-    except NotFound:
-        account = None
-    # A deleted user's username can be given to someone new: the token's subject must be the account's.
-    if account is None or account.subject != principal.subject:
-        raise Forbidden("Your account no longer exists.")
-    if not account.enabled:
-        raise Forbidden("Your account is disabled.")
-
-
-def signed_in_before_revocation(authenticated_at: datetime | None, revoked_at: datetime) -> bool:
-    """Whether a token's sign-in predates the revocation of the user's sessions.
-
-    Token times are whole seconds, rounded down; `revoked_at` is exact. Comparing with `revoked_at`
-    rounded down too means a sign-in after the revocation always passes, even within the same second
-    (refusing that second instead would refuse a user who signs in again at once). The price: a token
-    issued less than a second before the revocation passes as well. An unknown sign-in time never does.
-    """
-    if authenticated_at is None:
-        return True
-    return authenticated_at < revoked_at.replace(microsecond=0)
-
-
-def _refuse_revoked_session(principal: Principal) -> None:
-    # Access tokens cannot be revoked for a verifier that checks them locally: after a sign-out
-    # everywhere, a token keeps working until it expires. Only minting is checked (one GetItem, and
-    # minting is rare), because a key minted with such a token would outlive the sign-out by up to a
-    # year; checking every request would add a read to each of them for tokens that expire within the hour.
-    revoked_at = models.profile.get_sessions_revoked_at(principal.subject)
-    if revoked_at is not None and signed_in_before_revocation(principal.authenticated_at, revoked_at):
-        raise Unauthorized("Your sessions were ended after you signed in with this token; sign in again.")
+    return until
 
 
 def issue_api_key(
     principal: Principal, settings: Settings, name: str, scopes: set[str], valid_until: datetime | None
 ) -> tuple[models.api_key.ApiKey, str]:
-    """Returns the stored key and the full secret, which is never stored nor shown again."""
+    """Returns the stored key and the full secret, which is never stored nor shown again.
+
+    One Cognito call (the account is live), one consistent GetItem (the person's key list and when their
+    sessions last ended) and one transaction (the key and the list, on the condition that neither the
+    list nor that time changed): a disabling or sign-out that lands meanwhile either refuses this mint
+    or finds the new key and revokes it."""
     if principal.auth_method != "jwt" or principal.is_machine:
         raise Forbidden("API keys are issued to signed-in people only.")
     missing = scopes - principal.scopes
     if missing:
         raise Forbidden(f"You cannot grant scopes you do not hold: {', '.join(sorted(missing))}.")
-    if valid_until is not None:
-        now = datetime.now(UTC)
-        if valid_until <= now or valid_until - now > MAX_LIFETIME:
-            raise UnprocessableContent("An API key must expire in the future and within a year.")
-    _refuse_disabled_account(principal, settings)
-    _refuse_revoked_session(principal)
+    until = key_end(valid_until, datetime.now(UTC))
+    live_directory_entry(principal, settings)
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    item = models.api_key.put_api_key(
-        key_id=key_id,
-        owner_subject=principal.subject,
-        name=name,
-        display_prefix=f"{KEY_PREFIX}_{key_id}",
-        secret_hash=_secret_hash(settings, secret),
-        scopes=scopes,
-        valid_until=valid_until,
-    )
-    # Disabling or signing a user out records the revocation time, then revokes the keys it finds on the
-    # owner index. A mint that passed the checks above before that but puts its key after the lookup would
-    # keep a working key; checked again once the key exists, the action either finds the key or is seen
-    # here. The index is eventually consistent, so a key put just before the lookup may be missing from
-    # it; the action's second round, after the directory has answered, usually finds it. Left open: an
-    # index lagging longer than that round trip. Closing it takes a transaction that puts the key and
-    # lists it on the profile item under a condition on `sessions_revoked_at`, read back consistently.
-    try:
-        _refuse_disabled_account(principal, settings)
-        _refuse_revoked_session(principal)
-    except Exception:
-        _withdraw(item)
-        raise
-    return item, f"{KEY_PREFIX}_{key_id}_{secret}"
-
-
-def _withdraw(item: models.api_key.ApiKey) -> None:
-    """Revokes a key whose mint was refused after its put. Its secret was never shown, so a key left
-    unrevoked (the table refusing this too) still lets nobody in: it only looks alive in the list."""
-    try:
-        models.api_key.revoke_api_key(item.key_id, item.owner_subject)
-    except Exception:
-        logger.exception("a key refused after its put could not be revoked", key_id=item.key_id)
+    secret_hash = _secret_hash(settings, secret)
+    for _ in range(_KEY_LIST_ATTEMPTS):
+        holder = models.api_key.get_key_holder(principal.subject)
+        refuse_ended_session(principal, holder.sessions_revoked_at)
+        if len(holder.active_keys(datetime.now(UTC))) >= MAX_ACTIVE_KEYS:
+            raise Conflict(f"You have {MAX_ACTIVE_KEYS} active API keys, the most allowed: revoke one first.")
+        try:
+            item = models.api_key.put_api_key(
+                holder=holder,
+                key_id=key_id,
+                name=name,
+                display_prefix=f"{KEY_PREFIX}_{key_id}",
+                secret_hash=secret_hash,
+                scopes=scopes,
+                valid_until=until,
+            )
+        except models.table.ConditionNotMet:
+            continue
+        return item, f"{KEY_PREFIX}_{key_id}_{secret}"
+    raise Conflict("Your API keys changed concurrently; try again.")
 
 
 def my_api_keys(
@@ -133,16 +109,48 @@ def my_api_keys(
     return items, codec.encode(last_key, binding)
 
 
-def revoke_my_api_key(principal: Principal, key_id: str) -> models.api_key.ApiKey:
-    revoked = models.api_key.revoke_api_key(key_id, principal.subject)
-    if revoked is None:
-        # Someone else's key and no key at all look the same.
-        raise NotFound("No such API key.")
-    return revoked
+def revoke_my_api_key(principal: Principal, key_id: str) -> None:
+    """One consistent GetItem (the key list) and one transaction (the key and the list)."""
+    for _ in range(_KEY_LIST_ATTEMPTS):
+        holder = models.api_key.get_key_holder(principal.subject)
+        try:
+            revoked = models.api_key.revoke_api_key(holder, key_id)
+        except models.table.ConditionNotMet:
+            continue
+        if not revoked:
+            # Someone else's key and no key at all look the same.
+            raise NotFound("No such API key.")
+        return
+    raise Conflict("Your API keys changed concurrently; try again.")
+
+
+def _owner_confirmed(item: models.api_key.ApiKey, settings: Settings, now: datetime) -> bool:
+    """Whether the directory was asked about the key's owner now (True) or a recent answer stands
+    (False). An owner the directory no longer has enabled ends their sessions here: 401."""
+    checked_at = item.owner_checked_at
+    if checked_at is not None and now - checked_at < OWNER_RECHECK:
+        return False
+    try:
+        owner = directory.find_user_by_subject(settings.cognito_user_pool_id, item.owner_subject)
+    except ServiceUnavailable:
+        # Deny on doubt, with a grace: a key confirmed within the hour keeps working through an outage.
+        if checked_at is not None and now - checked_at < OWNER_RECHECK_GRACE:
+            logger.warning("the directory could not confirm a key's owner; a recent confirmation stands")
+            return False
+        raise
+    if owner is None or not owner.enabled:
+        end_sessions(item.owner_subject)
+        logger.info("a key's owner can no longer sign in: their keys were revoked", key_id=item.key_id)
+        raise Unauthorized("The API key's owner can no longer sign in.")
+    return True
 
 
 async def authenticate_api_key(request: Request, presented: str) -> Principal:
-    """`X-API-Key` → the owner's principal with the key's scopes; one GetItem per request."""
+    """`X-API-Key` → the owner's principal with the key's scopes.
+
+    One strongly consistent GetItem per request; at most once a minute per key an UpdateItem of its last
+    use, and at most every OWNER_RECHECK one Cognito call confirming the owner (in the same UpdateItem).
+    Keys minted before key lists existed also read their owner's revocation time (one more GetItem)."""
     match = _KEY_FORMAT.match(presented.strip())
     if match is None:
         raise Unauthorized("The API key is malformed.")
@@ -156,10 +164,15 @@ async def authenticate_api_key(request: Request, presented: str) -> Principal:
     now = datetime.now(UTC)
     if item.revoked_at is not None:
         raise Unauthorized("The API key has been revoked.")
-    if item.valid_until is not None and item.valid_until <= now:
+    if item.ends_at() <= now:
         raise Unauthorized("The API key has expired.")
-    if item.last_used_at is None or now - item.last_used_at >= LAST_USED_RESOLUTION:
-        models.api_key.touch_last_used(key_id, now, now - LAST_USED_RESOLUTION)
+    if not item.listed:
+        sessions_revoked_at = models.api_key.get_key_holder(item.owner_subject).sessions_revoked_at
+        if sessions_revoked_at is not None and item.created_at <= sessions_revoked_at:
+            raise Unauthorized("The API key has been revoked.")
+    owner_checked = _owner_confirmed(item, settings, now)
+    last_used = item.last_used_at is None or now - item.last_used_at >= LAST_USED_RESOLUTION
+    models.api_key.touch_api_key(key_id, now, last_used=last_used, owner_checked=owner_checked)
     return Principal(
         subject=item.owner_subject,
         auth_method="api_key",

@@ -41,6 +41,8 @@ def _explain_refusal(principal: Principal, project_id: str, expected: int | None
         return Forbidden("Only the project's owners may do this.")
     if needed == "writer" and role not in models.project.WRITER_ROLES:
         return Forbidden("Viewers cannot change the project.")
+    if needed == "writer" and project.archived:
+        return Conflict("The project is archived: unarchive it (send archived: false) to change it.")
     if expected is not None and project.version != expected:
         return PreconditionFailed("The project changed since you read it; fetch it again.")
     return Conflict("The project changed concurrently; try again.")
@@ -100,18 +102,13 @@ def project_members(
     return models.project.list_members(project_id, limit, start_key)
 
 
-def _resolve_member(settings: Settings, subject: str | None, email: str | None) -> str:
-    if subject:
-        # By `sub`, not username: a federated user's username (Google_...) is not their tokens' subject.
-        if directory.find_user_by_subject(settings.cognito_user_pool_id, subject) is None:
-            raise UnprocessableContent("No such user.")
-        return subject
-    if email:
-        found = directory.find_user_by_email(settings.cognito_user_pool_id, email)
-        if found is None:
-            raise UnprocessableContent("No user signs in with that email address.")
-        return found
-    raise UnprocessableContent("Name the member by `subject` or `email`.")
+def _existing_user(settings: Settings, subject: str) -> str:
+    # By `sub`, not username: a federated user's username (Google_...) is not their tokens' subject.
+    # People are added by subject only: an email address is not proof of identity until its owner has
+    # verified it, so bringing someone in by address goes through an invitation they accept.
+    if directory.find_user_by_subject(settings.cognito_user_pool_id, subject) is None:
+        raise UnprocessableContent("No such user.")
+    return subject
 
 
 def _change_role(
@@ -166,8 +163,7 @@ def add_member(
     principal: Principal,
     settings: Settings,
     project_id: str,
-    subject: str | None,
-    email: str | None,
+    subject: str,
     role: Role,
 ) -> models.project.Membership:
     """GetItem (authorization) + the directory lookup + one transaction."""
@@ -175,7 +171,7 @@ def add_member(
     # The caller's right first: who is a user of this pool is not for non-owners to learn.
     if project.role_of(principal.subject) != "owner":
         raise Forbidden("Only the project's owners change its members.")
-    member = _resolve_member(settings, subject, email)
+    member = _existing_user(settings, subject)
     return _written(_change_role(principal, project, member, role, adding=True))
 
 
