@@ -30,6 +30,10 @@ logging.logThreads = False
 logging.logProcesses = False
 logging.logMultiprocessing = False
 
+# Mangum logs every request's raw path at INFO (`GET /Prod/admin/users/<email> 200`), and Lambda ships the
+# root logger's INFO lines: the app's own lines name the route template instead.
+logging.getLogger("mangum.http").setLevel(logging.WARNING)
+
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "stratus")
 METRICS_NAMESPACE = "Stratus"
 
