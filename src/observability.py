@@ -138,11 +138,21 @@ DOMAIN_OUTCOMES: dict[tuple[str, int], str] = {
     ("POST /projects/{project_id}/tasks", 201): "TasksCreated",
     ("POST /api-keys", 201): "ApiKeysMinted",
 }
-_DOMAIN_DIRECTIVE_NAMESPACE = METRICS_NAMESPACE
 # The problem type of a rate-limit refusal (errors.TooManyRequests); refusals whose class the limiter did
 # not name are counted under this class.
 RATE_LIMITED_PROBLEM = "rate-limited"
 UNCLASSIFIED_REFUSAL = "unclassified"
+
+# Every metric the invocation's line itself writes (the others come from Powertools' add_metric).
+REQUEST_LINE_METRICS = frozenset(
+    {
+        *ROUTE_METRICS,
+        "AuthenticationFailures",
+        "ColdStart",
+        "RateLimitRefusals",
+        *DOMAIN_OUTCOMES.values(),
+    }
+)
 
 _encode = json.encoder.encode_basestring_ascii
 _COMPACT = (",", ":")
