@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from observability import logger
+from observability import logger, record_problem
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:stratus:problem:"
@@ -135,6 +135,8 @@ def problem_response(
     extensions: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     """Build the problem+json body every error of the API shares."""
+    # The request's EMF line and access line name the problem type (errors by type, without the detail).
+    record_problem(problem)
     request_id = request_scope.get("state", {}).get("request_id", "")
     instance = request_scope.get("root_path", "") + _route_path(request_scope)
     body: dict[str, Any] = {

@@ -45,10 +45,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         generate_unique_id_function=_operation_id,
+        # The request's span is RequestContextMiddleware's (src/tracing.py); FastAPI's own would record raw
+        # paths. Off, FastAPI also skips its per-request look-up of OpenTelemetry providers.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         # Outermost first: every response (errors and preflights included) gets a request id; a 500 made
         # by UnhandledErrorMiddleware still passes through CORS.
         middleware=[
-            Middleware(RequestContextMiddleware, access_log=settings.access_log),
+            Middleware(
+                RequestContextMiddleware,
+                access_log=settings.access_log,
+                request_metrics=settings.request_metrics,
+                tracing=settings.tracing == "otel",
+            ),
             Middleware(
                 ProblemCORSMiddleware,
                 allow_origins=settings.cors_allow_origins,

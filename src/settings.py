@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     # Cold starts and server errors are logged either way.
     access_log: bool = True
 
+    # --- Observability (src/observability.py, src/tracing.py) ---
+    # One CloudWatch EMF line per request (route, status, latency, request id, subject); off only to
+    # measure what it costs (make bench).
+    request_metrics: bool = True
+    # "otel": a span per request under the invocation's trace (deployed with the ADOT layer, template
+    # parameter Tracing). "off" loads no OpenTelemetry SDK code at all.
+    tracing: Literal["off", "otel"] = "off"
+
     aws_region: str = Field(
         default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region")
     )

@@ -32,6 +32,7 @@ import models
 from auth import APP_SCOPES
 from main import create_app
 from models.table import StratusItem, table_models
+from observability import REQUEST_LINE_METRICS
 from settings import Settings
 from tests.cloudformation import function_properties, load_template
 from tests.prerequisites import missing_prerequisite
@@ -113,7 +114,15 @@ DOCUMENTED_MANAGED_POLICIES = {
 }
 DEV_ONLY_PACKAGES = {"uvicorn", "pytest", "moto", "ruff", "mypy"}
 # Read by libraries rather than by Settings fields (botocore reads AWS_ENDPOINT_URL).
-ENVIRONMENT_READ_ELSEWHERE = {"POWERTOOLS_SERVICE_NAME", "AWS_ENDPOINT_URL"}
+ENVIRONMENT_READ_ELSEWHERE = {
+    "POWERTOOLS_SERVICE_NAME",
+    "AWS_ENDPOINT_URL",
+    # Read by the ADOT layer's wrapper and the OpenTelemetry distro it starts (Tracing=otel).
+    "AWS_LAMBDA_EXEC_WRAPPER",
+    "OTEL_AWS_APPLICATION_SIGNALS_ENABLED",
+    "OTEL_PYTHON_DISTRO",
+    "OTEL_PYTHON_CONFIGURATOR",
+}
 
 
 def condition_is_true(template: dict[str, Any], name: str, parameters: dict[str, str]) -> bool:
@@ -482,16 +491,19 @@ def test_documented_sam_local_environment_overrides_what_sam_local_cannot_resolv
     documented = _documented_sam_local_environment()
     # SAM CLI applies an env file only to variables the template declares and drops the others silently.
     assert set(documented) <= set(declared)
+
     # It resolves a resource reference to the logical id (a table named "AppTable") and NoValue to nothing:
     # only parameters resolve to something the stand-in knows.
-    resolvable = {
-        name
-        for name, value in declared.items()
-        # Parameters, and pseudo parameters (SAM CLI gives AWS::StackName "local", and so on).
-        if isinstance(value, str)
-        or value.get("Ref") in template["Parameters"]
-        or str(value.get("Ref", "")).startswith("AWS::")
-    }
+    def resolves(value: Any) -> bool:
+        # Parameters, and pseudo parameters (SAM CLI gives AWS::StackName "local", and so on); a condition
+        # on parameters picks one of such values.
+        if isinstance(value, str):
+            return True
+        if "Fn::If" in value:
+            return all(resolves(branch) for branch in value["Fn::If"][1:])
+        return value.get("Ref") in template["Parameters"] or str(value.get("Ref", "")).startswith("AWS::")
+
+    resolvable = {name for name, value in declared.items() if resolves(value)}
     assert set(declared) - resolvable <= set(documented)
     assert documented["RATE_LIMIT_STORAGE_URI"] == f"dynamodb://{documented['TABLE_NAME']}"
     assert documented["COGNITO_JWKS_URL"].startswith(documented["AWS_ENDPOINT_URL"] + "/")
@@ -1377,6 +1389,16 @@ def _metric_subject(metric: dict[str, Any], template: dict[str, Any], resources:
             == dimensions["service"]
         ]
         return function
+    if namespace == "AWS/WAFV2":
+        # WAF names a web ACL's metrics by its metric name, the region, and a rule's metric name (or ALL).
+        assert set(dimensions) == {"WebACL", "Region", "Rule"}, metric
+        (acl,) = [
+            name
+            for name, r in resources.items()
+            if r["Type"] == "AWS::WAFv2::WebACL"
+            and r["Properties"]["VisibilityConfig"]["MetricName"] == dimensions["WebACL"]
+        ]
+        return acl
     raise AssertionError(f"an alarm on a namespace no resource of this template writes to: {metric}")
 
 
@@ -1442,11 +1464,13 @@ def test_alarms_cover_the_gateway_both_functions_the_failure_queue_the_tables_an
 def test_app_metric_alarms_match_what_powertools_emits(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:
+    # The invocation's own EMF line (not add_metric) writes the request metrics: tests/test_template_observability.py
+    # checks the alarms on those against a real request's line.
     alarmed = [
         metric
         for alarm in _alarms(resources).values()
         for metric in _watched_metrics(alarm)
-        if metric["Namespace"] == APP_NAMESPACE
+        if metric["Namespace"] == APP_NAMESPACE and metric["MetricName"] not in REQUEST_LINE_METRICS
     ]
     emitted_names = _app_metric_names()
     assert {"RateLimitStorageErrors", "FollowUpsLeftToStream"} <= emitted_names  # the scan finds the calls
