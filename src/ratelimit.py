@@ -397,6 +397,10 @@ class RateLimitHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Read now: a mount (the docs assets) moves the root path further in.
+        cache_control = (
+            public_cache_control(_path_below_root(scope)) if scope["method"] in ("GET", "HEAD") else None
+        )
 
         async def send_with_rate_limit(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -407,10 +411,8 @@ class RateLimitHeadersMiddleware:
                     headers[LIMIT_HEADER] = str(status.limit)
                     headers[REMAINING_HEADER] = str(status.remaining)
                     headers[RESET_HEADER] = str(status.reset_at)
-                elif message["status"] in (200, 304) and scope["method"] in ("GET", "HEAD"):
-                    cache_control = public_cache_control(_path_below_root(scope))
-                    if cache_control is not None:
-                        MutableHeaders(scope=message).setdefault("Cache-Control", cache_control)
+                elif cache_control is not None and message["status"] in (200, 304):
+                    MutableHeaders(scope=message).setdefault("Cache-Control", cache_control)
             await send(message)
 
         await self.app(scope, receive, send_with_rate_limit)
