@@ -262,7 +262,7 @@ class RateLimitEnforcer:
             return
         key = item.key_for(*identifiers)
         if self._hot_until and self._still_hot(key):
-            self._hot_counter(route_class, budget)
+            self._hot_counter(route_class, budget, throttled_now=False)
             return
         try:
             admitted = strategy.hit(item, *identifiers)
@@ -270,13 +270,17 @@ class RateLimitEnforcer:
         except StorageError as error:
             if _is_throttling(error.storage_error):
                 self._hot_until[key] = time.monotonic() + HOT_COUNTER_COOL_OFF_SECONDS
-                self._hot_counter(route_class, budget)
+                self._hot_counter(route_class, budget, throttled_now=True)
                 return
             self._storage_failed(error.storage_error, route_class)
             self._unenforced()
             return
+        # A refusal says 0 whatever a container's view of the window (leased slices can lose a race for
+        # tokens its view still counts).
         request.state.rate_limit = RateLimitStatus(
-            limit=item.amount, remaining=stats.remaining, reset_at=math.ceil(stats.reset_time)
+            limit=item.amount,
+            remaining=stats.remaining if admitted else 0,
+            reset_at=math.ceil(stats.reset_time),
         )
         if not admitted:
             raise TooManyRequests(
@@ -307,15 +311,17 @@ class RateLimitEnforcer:
             del self._hot_until[cooled]
         return key in self._hot_until
 
-    def _hot_counter(self, route_class: RouteClass, budget: str) -> None:
+    def _hot_counter(self, route_class: RouteClass, budget: str, *, throttled_now: bool) -> None:
         refused = route_class in HOT_COUNTER_REFUSES
-        # The key (an address or a subject) stays out of the log, as for storage failures.
-        logger.warning(
-            "rate limit counter throttled",
-            route_class=route_class,
-            budget=budget,
-            decision="refused" if refused else "admitted",
-        )
+        # One line per throttled call, not per request of the cool-off that follows: a flood must not
+        # become a flood of log lines. The key (an address or a subject) stays out, as for storage failures.
+        if throttled_now:
+            logger.warning(
+                "rate limit counter throttled",
+                route_class=route_class,
+                budget=budget,
+                decision="refused" if refused else "admitted",
+            )
         metrics.add_metric(name="RateLimitCounterThrottled", unit=MetricUnit.Count, value=1)
         metrics.flush_metrics()
         if refused:

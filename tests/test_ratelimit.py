@@ -568,6 +568,7 @@ def test_a_request_makes_a_bounded_number_of_lease_calls_whatever_the_table_answ
     with intercepting_aws_calls(always_taken_first):
         refused = invoke(handler, "/_limited/read", source_ip=ip)
     assert refused["status"] == 429
+    assert refused["headers"]["x-ratelimit-remaining"] == "0"
     assert len(attempts) == LEASE_ATTEMPTS
     assert invoke(handler, "/_limited/read", source_ip=ip)["status"] == 200
 
@@ -760,6 +761,8 @@ def test_a_hot_counter_is_left_alone_for_a_moment_then_asked_again(
     make_app: AppFactory,
     throttled_counters: Callable[[FastAPI], Throttling],
     monkeypatch: pytest.MonkeyPatch,
+    app_log: io.StringIO,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(ratelimit, "HOT_COUNTER_COOL_OFF_SECONDS", 0.5)
     app, handler = make_app(RateLimits(anonymous="100/hour"))
@@ -771,8 +774,13 @@ def test_a_hot_counter_is_left_alone_for_a_moment_then_asked_again(
     assert len(attempts) == 2
     # Anonymous callers have one budget for every class: while it is hot this container answers alone,
     # refusing the write and admitting the read, and asks the partition nothing.
+    capsys.readouterr()
     assert invoke(handler, "/_limited/write", method="POST", source_ip=ip)["status"] == 429
     assert invoke(handler, "/_limited/read", source_ip=ip)["status"] == 200
+    # Each request is counted in the metric; the log has one line per throttled call, not per request.
+    assert len(_metric_lines(capsys.readouterr().out, "RateLimitCounterThrottled")) == 2
+    throttled_lines = [line for line in _json_lines(app_log.getvalue()) if "throttled" in line["message"]]
+    assert len(throttled_lines) == 1
     # Other callers' counters are not hot: they are asked (here, and throttled too: all of them are).
     assert invoke(handler, "/_limited/read", source_ip=fresh_ip())["status"] == 200
     assert len(attempts) == 4
