@@ -24,8 +24,10 @@ for _path in (SRC, ROOT, BENCH):
 from tests.cloudformation import default_environment_value  # noqa: E402
 from tests.events import LambdaContext, rest_event  # noqa: E402
 
+import rate_limits  # noqa: E402
 from cold_start import child_environment, measure_cold_starts  # noqa: E402
-from warm import added_microseconds, microseconds_per_invocation, stdout_to_devnull  # noqa: E402
+from rate_limits import RateLimitMeasurement  # noqa: E402
+from warm import added_microseconds, microseconds_per_invocation  # noqa: E402
 
 # What the app needs to start, as deployed but pointing nowhere real; /health does no I/O. ACCESS_LOG is
 # what template.yaml gives the function when the stack keeps its parameters' defaults.
@@ -69,7 +71,7 @@ class Row:
         if self.target is None:
             return "(info)"
         met = self.ratio == self.target if self.exact else self.ratio <= self.target
-        return "PASS" if met else "MISS"
+        return "PASS" if met else "FAIL"
 
 
 @dataclass(frozen=True)
@@ -211,115 +213,87 @@ def tracing_cold_start_row(options: Options) -> Row:
     )
 
 
-@dataclass(frozen=True)
-class RateLimitMeasurement:
-    limited_us: float
-    unlimited_us: float
-    update_item_us: float
-    calls_per_request: float
-    requests: int
-
-
 @cache
-def measure_rate_limit(options: Options) -> RateLimitMeasurement:
-    """The DynamoDB-backed limiter against a fresh stand-in: one route limited and unlimited, one bare
-    UpdateItem of the same shape with the limiter's own client, and its calls per limited request."""
-    from local.resources import provision
-    from local.standin import StandIn
-    from tests.ratelimit_app import limited_app
-
-    from main import create_handler
-    from ratelimit import RateLimits
-
-    saved_environment = dict(os.environ)
-    standin = StandIn.start(0)
-    try:
-        resources = provision(standin.endpoint, "stratus-bench-ratelimit")
-        os.environ.update({**resources.app_environment(), "ACCESS_LOG": "false"})
-        app = limited_app(RateLimits(anonymous="100000000/hour"))
-        handler = create_handler(app)
-        limited_event = rest_event("GET", "/_limited/read", stage="Prod")
-        unlimited_event = rest_event("GET", "/_limited/unlimited", stage="Prod")
-        with stdout_to_devnull():
-            handler(limited_event, LambdaContext())  # creates the storage client
-        storage = app.state.rate_limits.storage
-        client = storage.client
-
-        def bare_update_item(event: dict[str, Any], context: Any) -> dict[str, Any]:
-            client.update_item(
-                TableName=storage.table_name,
-                Key={"pk": {"S": "RATELIMIT#bench"}, "sk": {"S": "WINDOW#000000000000"}},
-                UpdateExpression="ADD #hits :amount SET #expires_at = :expires_at",
-                ExpressionAttributeNames={"#hits": "hits", "#expires_at": "expires_at"},
-                ExpressionAttributeValues={":amount": {"N": "1"}, ":expires_at": {"N": "1"}},
-                ReturnValues="UPDATED_NEW",
-            )
-            return {"statusCode": 200}
-
-        # Every call crosses loopback to the stand-in (~3 ms): a tenth of the warm calls is plenty.
-        calls = max(50, options.warm_calls // 10)
-        measured = microseconds_per_invocation(
-            {
-                "limited": lambda _, context: handler(limited_event, context),
-                "unlimited": lambda _, context: handler(unlimited_event, context),
-                "update_item": bare_update_item,
-            },
-            limited_event,
-            LambdaContext(),
-            calls=calls,
-            batches=options.warm_batches,
-            warmup_calls=20,
-        )
-        made: list[str] = []
-        client.meta.events.register("before-call.dynamodb", lambda model, **_: made.append(model.name))
-        requests = 100
-        with stdout_to_devnull():
-            for _ in range(requests):
-                handler(limited_event, LambdaContext())
-        return RateLimitMeasurement(
-            limited_us=measured["limited"],
-            unlimited_us=measured["unlimited"],
-            update_item_us=measured["update_item"],
-            calls_per_request=len(made) / requests,
-            requests=requests,
-        )
-    finally:
-        standin.stop()
-        os.environ.clear()
-        os.environ.update(saved_environment)
+def measure_rate_limits(options: Options) -> RateLimitMeasurement:
+    """Both limiter designs against one fresh stand-in (bench/rate_limits.py)."""
+    # Every lease or write crosses loopback to the stand-in (~3 ms): a few batches are plenty.
+    return rate_limits.measure_rate_limits(batches=max(3, options.warm_batches))
 
 
-def rate_limit_added_time_row(options: Options) -> Row:
-    measured = measure_rate_limit(options)
-    return Row(
-        measure="rate limit (DynamoDB): added per request",
-        unit="µs",
-        stratus=measured.limited_us - measured.unlimited_us,
-        baseline_name="one bare UpdateItem, same client",
-        baseline=measured.update_item_us,
-        target=1.25,
-        detail=(
-            f"against the moto stand-in over loopback; the route limited {measured.limited_us:.0f} µs, "
-            f"unlimited {measured.unlimited_us:.0f} µs per invocation"
-        ),
-        # A limiter that skipped its storage (failing open) would add nothing and look fast.
-        invalid_because=""
-        if measured.calls_per_request == 1.0
-        else f"{measured.calls_per_request} storage calls per request",
+def _workloads_detail(design: rate_limits.Design) -> str:
+    return (
+        f"{design.steady.calls_per_request:.3f} calls and {design.steady.added_us_per_request:.0f} µs added per "
+        f"request spending {rate_limits.STEADY_REQUESTS} of a {rate_limits.BUDGET} budget over "
+        f"{rate_limits.CONTAINERS} containers; {design.exhausting.calls_per_request:.3f} calls and "
+        f"{design.exhausting.added_us_per_request:.0f} µs sending {rate_limits.EXHAUSTING_REQUESTS} "
+        f"({design.exhausting.admitted // max(1, design.exhausting.requests // rate_limits.EXHAUSTING_REQUESTS)} "
+        "admitted)"
     )
 
 
-def rate_limit_calls_row(options: Options) -> Row:
-    measured = measure_rate_limit(options)
+def _admissions_wrong(design: rate_limits.Design) -> str:
+    # A limiter that failed open (or counted wrong) would look cheap: it must admit every steady request,
+    # and of each exhausting caller at most the budget and no less than 90 % of it.
+    steady, exhausting = design.steady, design.exhausting
+    budgets = exhausting.requests // rate_limits.EXHAUSTING_REQUESTS * rate_limits.BUDGET
+    if steady.admitted != steady.requests:
+        return f"admitted {steady.admitted} of {steady.requests} steady requests"
+    if not 0.9 * budgets <= exhausting.admitted <= budgets:
+        return f"admitted {exhausting.admitted} of {budgets} when exhausting the budgets"
+    return ""
+
+
+def rate_limit_one_write_row(options: Options) -> Row:
+    measured = measure_rate_limits(options)
+    one_write = measured.one_write
     return Row(
-        measure="rate limit (DynamoDB): calls per request",
+        measure="rate limit, one write/request: added",
+        unit="µs",
+        stratus=one_write.steady.added_us_per_request,
+        baseline_name="one bare UpdateItem, same client",
+        baseline=measured.bare_update_item_us,
+        target=1.25,
+        detail=f"RATE_LIMIT_STRATEGY=fixed-window: {_workloads_detail(one_write)}",
+        invalid_because=_admissions_wrong(one_write)
+        or (
+            ""
+            if one_write.steady.calls_per_request == 1.0
+            else f"{one_write.steady.calls_per_request} storage calls per request, not 1"
+        ),
+    )
+
+
+def rate_limit_leased_time_row(options: Options) -> Row:
+    measured = measure_rate_limits(options)
+    return Row(
+        measure="rate limit, leased: added per request",
+        unit="µs",
+        stratus=measured.leased.steady.added_us_per_request,
+        baseline_name="one write per request (today)",
+        baseline=measured.one_write.steady.added_us_per_request,
+        target=0.5,
+        detail=f"RATE_LIMIT_STRATEGY=leased-fixed-window (default): {_workloads_detail(measured.leased)}",
+        invalid_because=_admissions_wrong(measured.leased),
+    )
+
+
+def rate_limit_leased_calls_row(options: Options) -> Row:
+    measured = measure_rate_limits(options)
+    leased, one_write = measured.leased.steady, measured.one_write.steady
+    return Row(
+        measure="rate limit, leased: DynamoDB calls/request",
         unit="",
-        stratus=measured.calls_per_request,
-        baseline_name="exactly one UpdateItem",
-        baseline=1.0,
-        target=1.0,
-        detail=f"botocore before-call events over {measured.requests} limited requests",
-        exact=True,
+        stratus=leased.calls_per_request,
+        baseline_name="one write per request (today)",
+        baseline=one_write.calls_per_request,
+        # The baseline is one call a request (else the row above is INVALID): the ratio is calls per request.
+        target=0.25,
+        detail=(
+            f"{leased.counter_calls} calls for {leased.requests} requests ({measured.batches} fresh callers, "
+            f"each starting from empty slices); today's design {one_write.counter_calls}"
+        ),
+        invalid_because=_admissions_wrong(measured.leased)
+        or ("" if leased.counter_calls > 0 else "the limiter made no call at all"),
     )
 
 
@@ -329,8 +303,9 @@ BENCHES: list[Callable[[Options], Row]] = [
     warm_with_access_log_row,
     request_metrics_row,
     tracing_cold_start_row,
-    rate_limit_added_time_row,
-    rate_limit_calls_row,
+    rate_limit_one_write_row,
+    rate_limit_leased_time_row,
+    rate_limit_leased_calls_row,
 ]
 
 

@@ -58,6 +58,7 @@ def _banner(resources: LocalResources, api_port: int) -> str:
   API docs     {base}/docs      (ReDoc: {base}/redoc)
   Health       {base}/health/ready
   AWS stand-in {resources.endpoint}  (DynamoDB, Cognito, Secrets Manager; in memory)
+  Rate limits  counted in table {resources.rate_limit_table_name} (leased slices, as deployed)
 
   Demo users (password {DEMO_PASSWORD}):
 {users}

@@ -1,5 +1,6 @@
 """Creates, on the stand-in, every resource the app needs, from the same definitions production uses:
-the table from the PynamoDB models, a Cognito user pool shaped like template.yaml's, and the app secret."""
+the table from the PynamoDB models, the idempotency and rate-limit tables and a Cognito user pool shaped
+like template.yaml's, and the app secret."""
 
 from __future__ import annotations
 
@@ -46,8 +47,13 @@ class LocalResources:
     client_id: str
     secret_arn: str
     idempotency_table_name: str = ""
+    rate_limit_table_name: str = ""
     region: str = REGION
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rate_limit_storage_uri(self) -> str:
+        return f"dynamodb://{self.rate_limit_table_name}"
 
     @property
     def jwks_url(self) -> str:
@@ -63,6 +69,7 @@ class LocalResources:
             "COGNITO_JWKS_URL": self.jwks_url,
             "APP_SECRET_ARN": self.secret_arn,
             "IDEMPOTENCY_TABLE_NAME": self.idempotency_table_name,
+            **({"RATE_LIMIT_STORAGE_URI": self.rate_limit_storage_uri} if self.rate_limit_table_name else {}),
             **self.extra,
         }
 
@@ -118,6 +125,24 @@ def create_idempotency_table(endpoint: str, table_name: str) -> None:
     )
     dynamodb.update_time_to_live(
         TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+    )
+
+
+def create_rate_limit_table(endpoint: str, table_name: str) -> None:
+    """The rate-limit counters' own table, as template.yaml declares it (RateLimitTable: keys `pk`/`sk`,
+    TTL on `expires_at`)."""
+    dynamodb = aws_client("dynamodb", endpoint)
+    dynamodb.create_table(
+        TableName=table_name,
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
     )
 
 
@@ -190,6 +215,7 @@ def provision(endpoint: str, name: str = "stratus-dev") -> LocalResources:
     """Everything the app needs on a fresh stand-in, named after `name`."""
     create_table(endpoint, name)
     create_idempotency_table(endpoint, f"{name}-idempotency")
+    create_rate_limit_table(endpoint, f"{name}-ratelimits")
     pool_id, client_id = create_user_pool(endpoint, name)
     secret_arn = create_app_secret(endpoint, f"{name}/app")
     return LocalResources(
@@ -199,6 +225,7 @@ def provision(endpoint: str, name: str = "stratus-dev") -> LocalResources:
         client_id=client_id,
         secret_arn=secret_arn,
         idempotency_table_name=f"{name}-idempotency",
+        rate_limit_table_name=f"{name}-ratelimits",
     )
 
 

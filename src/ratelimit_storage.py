@@ -1,15 +1,19 @@
-"""Rate-limit counters in the app's DynamoDB table: a `limits` storage registered as `dynamodb://<table>`.
+"""Rate-limit counters in their own DynamoDB table: a `limits` storage registered as `dynamodb://<table>`.
 
-Fixed windows, not a sliding-window counter: limits' fixed-window strategy makes one `incr` per hit, and
-that is one UpdateItem (ADD, ReturnValues=UPDATED_NEW), so a limited request costs exactly one DynamoDB call.
-A sliding-window counter needs the previous window's count too and a check before the increment, which
-is a read-modify-write (two calls, or a conditional retry) per request. The price of fixed windows: a
-client can spend its budget at the end of one window and again at the start of the next.
+Two ways of drawing on a window's budget, one item per key and window (`pk=RATELIMIT#<key>`,
+`sk=WINDOW#<start>`, TTL `expires_at`):
+
+- `incr` (limits' fixed-window strategy): one UpdateItem per request (ADD `hits`, ReturnValues=UPDATED_NEW).
+- `lease` (ratelimit_leasing's strategy): one conditional UpdateItem hands a container a slice of the
+  window's budget (ADD `leased` only while `leased + slice <= limit`), which it then spends locally.
+
+Fixed windows, not a sliding-window counter: a sliding counter needs the previous window's count too and a
+check before the increment, a read-modify-write per request. The price of fixed windows: a client can
+spend its budget at the end of one window and again at the start of the next.
 
 Windows are aligned to the epoch (a minute limit resets at every full minute) and each key gets one item
-per window (`pk=RATELIMIT#<key>`, `sk=WINDOW#<start>`), so containers never race to reset a counter: the
-next window is simply another item. `expires_at` (epoch seconds) is the table's TTL attribute, which
-deletes old windows; TTL runs lazily, so reads ignore any window whose `expires_at` has passed.
+per window, so containers never race to reset a counter: the next window is simply another item. TTL deletes
+old windows lazily, so reads ignore any window whose `expires_at` has passed.
 
 Imported when the first limited request arrives, never at cold start (limits and botocore cost ~60 ms).
 """
@@ -32,8 +36,10 @@ if TYPE_CHECKING:
 COUNTER_PREFIX = "RATELIMIT#"
 WINDOW_PREFIX = "WINDOW#"
 _HITS = "hits"
+_LEASED = "leased"
 _EXPIRES_AT = "expires_at"
 _NAMES = {"#hits": _HITS, "#expires_at": _EXPIRES_AT}
+_LEASE_NAMES = {"#leased": _LEASED, "#expires_at": _EXPIRES_AT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,16 @@ class Counted:
     key: str
     hits: int
     expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The table's answer to a lease: `granted` tokens (the slice asked for, or 0 when less than that was
+    left) and `leased`, the window's total handed out to every container once this lease is counted (on a
+    refusal: as the table holds it)."""
+
+    granted: int
+    leased: int
 
 
 # The increment's own answer, kept for the rest of the request: the rate-limit headers come from it rather
@@ -144,14 +160,58 @@ class DynamoDBStorage(Storage):
         _last_counted.set(Counted(key=key, hits=hits, expires_at=expires_at))
         return hits
 
+    def lease(self, key: str, window_start: int, period: int, limit: int, amount: int) -> Lease:
+        """Takes `amount` tokens of the window's budget for this container, unless fewer than that are
+        left: one conditional UpdateItem either way (a refusal returns the item as it stands, so the caller
+        learns what is left without a second call).
+
+        limits' storage API has no such call (its strategies make one storage call per hit, and only its
+        moving-window `acquire_entry` sees the limit at all), hence this extension.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+        from limits.errors import StorageError
+
+        if not 0 < amount <= limit:
+            raise ValueError(f"a lease takes 1 to {limit} tokens, not {amount}")
+        try:
+            response = self.client.update_item(
+                TableName=self.table_name,
+                Key=self._item_key(key, window_start),
+                UpdateExpression="ADD #leased :amount SET #expires_at = :expires_at",
+                ConditionExpression="attribute_not_exists(#leased) OR #leased <= :most_before",
+                ExpressionAttributeNames=_LEASE_NAMES,
+                ExpressionAttributeValues={
+                    ":amount": {"N": str(amount)},
+                    ":most_before": {"N": str(limit - amount)},
+                    ":expires_at": {"N": str(window_start + period)},
+                },
+                ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                if self.wrap_exceptions:
+                    raise StorageError(error) from error
+                raise
+            found = cast("dict[str, Any]", error.response).get("Item") or {}
+            # Without the item, the least the refusal proves: more than `limit - amount` are leased.
+            leased = int(found[_LEASED]["N"]) if _LEASED in found else limit - amount + 1
+            return Lease(granted=0, leased=leased)
+        except BotoCoreError as error:
+            if self.wrap_exceptions:
+                raise StorageError(error) from error
+            raise
+        return Lease(granted=amount, leased=int(response["Attributes"][_LEASED]["N"]))
+
     def _current_window(self, key: str) -> tuple[int, int] | None:
-        """(hits, expires_at) of the key's newest window, unless that window has already ended."""
+        """(hits, expires_at) of the key's newest window, unless that window has already ended. A leased
+        window counts what it has handed out (spent or not): the most its containers can have admitted."""
         response = self.client.query(
             TableName=self.table_name,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :window)",
-            ExpressionAttributeNames=_NAMES,
+            ExpressionAttributeNames={**_NAMES, **_LEASE_NAMES},
             ExpressionAttributeValues={":pk": self._partition(key), ":window": {"S": WINDOW_PREFIX}},
-            ProjectionExpression="#hits, #expires_at",
+            ProjectionExpression="#hits, #leased, #expires_at",
             ScanIndexForward=False,
             Limit=1,
             ConsistentRead=True,
@@ -163,7 +223,8 @@ class DynamoDBStorage(Storage):
         # TTL deletes up to ~48 h late: an ended window is an empty one.
         if expires_at <= time.time():
             return None
-        return int(items[0][_HITS]["N"]), expires_at
+        counted = items[0].get(_HITS) or items[0].get(_LEASED) or {"N": "0"}
+        return int(counted["N"]), expires_at
 
     def get(self, key: str) -> int:
         window = self._current_window(key)

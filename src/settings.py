@@ -71,7 +71,12 @@ class Settings(BaseSettings):
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"]
     )
+    # Rate-limit counters: memory:// counts in this process only; deployed, dynamodb://<the rate-limit
+    # table> (a table of its own, never the app's: ratelimit.py refuses that).
     rate_limit_storage_uri: str = "memory://"
+    # leased-fixed-window: each container spends leased slices of a window's budget, about one DynamoDB call
+    # per eight limited requests. fixed-window: one counter write per request (exact X-RateLimit-Remaining).
+    rate_limit_strategy: Literal["leased-fixed-window", "fixed-window"] = "leased-fixed-window"
     # Limits per route class in limits' notation, one limit each ("60/minute", "5 per 2 seconds").
     rate_limit_read: str = "300/minute"
     rate_limit_write: str = "60/minute"

@@ -42,11 +42,19 @@ def aws_resources(standin: StandIn) -> LocalResources:
 
 @pytest.fixture(scope="module")
 def app_environment(aws_resources: LocalResources) -> Iterator[dict[str, str]]:
-    environment = {**aws_resources.app_environment(), "STAGE": "test"}
+    # Module apps count their rate limits in memory, so that the DynamoDB calls a test sees are its route's
+    # own; the limiter's tests draw on the module's rate-limit table (`rate_limit_storage_uri`).
+    environment = {**aws_resources.app_environment(), "STAGE": "test", "RATE_LIMIT_STORAGE_URI": "memory://"}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in environment.items():
             patch.setenv(key, value)
         yield environment
+
+
+@pytest.fixture(scope="module")
+def rate_limit_storage_uri(aws_resources: LocalResources) -> str:
+    """This module's rate-limit table (template.yaml's RateLimitTable), as RATE_LIMIT_STORAGE_URI names it."""
+    return aws_resources.rate_limit_storage_uri
 
 
 @pytest.fixture(scope="module")

@@ -54,8 +54,8 @@ def limited_routes() -> APIRouter:
     return router
 
 
-def limited_app(limits: RateLimits, storage_uri: str = "dynamodb://") -> FastAPI:
-    """The real app (settings from the environment) with `limits` and the test routes."""
+def limited_app(limits: RateLimits, storage_uri: str) -> FastAPI:
+    """The real app (settings from the environment) with `limits` over `storage_uri` and the test routes."""
     from main import create_app
 
     settings = Settings(rate_limit_storage_uri=storage_uri)
@@ -111,11 +111,25 @@ def run_container(spec: dict[str, Any]) -> None:
     for the start time the parent chooses once every container is ready, then sends `requests` GETs for
     one client address and records the status codes. The AWS SDK variables and the table come from the
     environment the parent gave this process."""
+    import ratelimit
     from main import create_handler
 
+    # Four processes on a loaded machine can keep the stand-in from answering within the limiter's 1 s: a
+    # timeout would admit the request unlimited (fail open), which is not what the burst is about.
+    ratelimit.STORAGE_READ_TIMEOUT_SECONDS = 30.0
     limit = spec["limit"]
-    app = limited_app(RateLimits(read=limit, anonymous=limit), spec["storage_uri"])
+    limits = RateLimits(read=limit, anonymous=limit, strategy=spec["strategy"])
+    app = limited_app(limits, spec["storage_uri"])
     handler = create_handler(app)
+    storage_failures: list[str] = []
+    enforcer = app.state.rate_limits
+    report_failure = enforcer._storage_failed
+
+    def record_failure(error: Exception, route_class: Any) -> None:
+        storage_failures.append(type(error).__name__)
+        report_failure(error, route_class)
+
+    enforcer._storage_failed = record_failure
     # The first limited request creates the storage client: keep that out of the burst.
     invoke(handler, "/_limited/read", source_ip=spec["warmup_ip"])
     write_file_at_once(Path(spec["ready_file"]), "ready")
@@ -127,7 +141,15 @@ def run_container(spec: dict[str, Any]) -> None:
         for _ in range(spec["requests"])
     ]
     with open(spec["result_file"], "w") as result:
-        json.dump({"statuses": statuses, "started": started, "finished": time.time()}, result)
+        json.dump(
+            {
+                "statuses": statuses,
+                "started": started,
+                "finished": time.time(),
+                "storage_failures": len(storage_failures),
+            },
+            result,
+        )
 
 
 if __name__ == "__main__":

@@ -212,8 +212,9 @@ def resources(template: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def table(resources: dict[str, Any]) -> dict[str, Any]:
     tables = {name for name, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
-    # Single-table design for app data; Powertools idempotency keeps its records in a table of its own.
-    assert tables == {"AppTable", "IdempotencyTable"}
+    # Single-table design for app data; Powertools idempotency records and the rate-limit counters
+    # (tests/test_template_ratelimit.py) each keep a table of their own.
+    assert tables == {"AppTable", "IdempotencyTable", "RateLimitTable"}
     properties: dict[str, Any] = resources["AppTable"]["Properties"]
     return properties
 
@@ -505,7 +506,7 @@ def test_documented_sam_local_environment_overrides_what_sam_local_cannot_resolv
 
     resolvable = {name for name, value in declared.items() if resolves(value)}
     assert set(declared) - resolvable <= set(documented)
-    assert documented["RATE_LIMIT_STORAGE_URI"] == f"dynamodb://{documented['TABLE_NAME']}"
+    assert documented["RATE_LIMIT_STORAGE_URI"] == f"dynamodb://{documented['TABLE_NAME']}-ratelimits"
     assert documented["COGNITO_JWKS_URL"].startswith(documented["AWS_ENDPOINT_URL"] + "/")
     # Declared for sam local only: deployed functions never get a stand-in's endpoint.
     assert declared["AWS_ENDPOINT_URL"] == declared["COGNITO_JWKS_URL"] == NO_VALUE

@@ -431,18 +431,27 @@ def test_filtered_lists_only_query(client: TestClient, aws_calls: CallRecorder, 
     assert made.count("BatchGetItem") <= made.count("Query")
 
 
-def test_in_production_every_request_also_draws_one_rate_limit_counter(
-    aws_calls: CallRecorder, app_environment: dict[str, str], team: Team
+def test_in_production_rate_limit_counters_cost_the_app_table_nothing(
+    aws_calls: CallRecorder, app_environment: dict[str, str], rate_limit_storage_uri: str, team: Team
 ) -> None:
-    """template.yaml stores the limiter's counters in the app table (RATE_LIMIT_STORAGE_URI=dynamodb://...),
-    which adds one UpdateItem to every count above; these modules run with the in-memory limiter."""
+    """template.yaml counts rate limits in a table of their own (RATE_LIMIT_STORAGE_URI), leasing slices of
+    each budget: the counts above are all the app table sees, and the counter table gets an UpdateItem
+    only when a container's slice runs out. These modules run with the in-memory limiter."""
     from main import create_app
     from settings import Settings
 
-    production_like = create_app(Settings(rate_limit_storage_uri="dynamodb://"))
+    production_like = create_app(Settings(rate_limit_storage_uri=rate_limit_storage_uri))
+    requests = 40
+    start = len(aws_calls.calls)
     with TestClient(production_like, raise_server_exceptions=False) as production_client:
-        made = _calls(aws_calls, lambda: production_client.get(team.path, headers=bearer(team.viewer)), 200)
-    assert sorted(made) == ["GetItem", "UpdateItem"]
+        for _ in range(requests):
+            assert production_client.get(team.path, headers=bearer(team.viewer)).status_code == 200
+    made = aws_calls.dynamodb(start)
+    counter_table = rate_limit_storage_uri.removeprefix("dynamodb://")
+    assert [call.operation for call in made if call.table != counter_table] == ["GetItem"] * requests
+    counted = [call.operation for call in made if call.table == counter_table]
+    assert set(counted) == {"UpdateItem"}
+    assert len(counted) <= requests / 4
 
 
 def test_member_changes_cost_what_the_data_model_says(
