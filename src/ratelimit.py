@@ -53,7 +53,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth import OptionalUser, Principal
 from errors import ServiceUnavailable, TooManyRequests
-from observability import logger, metrics
+from observability import count_refusal, logger, metrics
 from settings import Settings
 
 if TYPE_CHECKING:
@@ -253,6 +253,8 @@ class RateLimitEnforcer:
         """Counts this request against its budget; raises TooManyRequests when the budget is spent."""
         from limits.errors import StorageError
 
+        from tracing import span
+
         strategy = self.strategy
         budget = route_class if principal is not None else ANONYMOUS
         item = self._items[budget]
@@ -265,8 +267,9 @@ class RateLimitEnforcer:
             self._hot_counter(route_class, budget, throttled_now=False)
             return
         try:
-            admitted = strategy.hit(item, *identifiers)
-            stats = self._window_after_hit(strategy, item, identifiers)
+            with span("rate_limit.check", route_class=route_class):
+                admitted = strategy.hit(item, *identifiers)
+                stats = self._window_after_hit(strategy, item, identifiers)
         except StorageError as error:
             if _is_throttling(error.storage_error):
                 self._hot_until[key] = time.monotonic() + HOT_COUNTER_COOL_OFF_SECONDS
@@ -283,6 +286,7 @@ class RateLimitEnforcer:
             reset_at=math.ceil(stats.reset_time),
         )
         if not admitted:
+            count_refusal(route_class if principal is not None else ANONYMOUS)
             raise TooManyRequests(
                 f"Rate limit of {item} exceeded for {budget} requests.",
                 retry_after_seconds=math.ceil(stats.reset_time - time.time()),
