@@ -62,7 +62,11 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 @pytest.fixture(scope="module")
 def traced_handler(app_environment: dict[str, str], exporter: InMemorySpanExporter) -> Any:
     # Counters in DynamoDB too, as deployed: the rate-limit check is one more traced call.
-    app = create_app(Settings(tracing="otel", rate_limit_storage_uri="dynamodb://", access_log=False))
+    app = create_app(
+        Settings(
+            tracing="otel", rate_limit_storage_uri=app_environment["RATE_LIMIT_STORAGE_URI"], access_log=False
+        )
+    )
 
     @app.get("/_test/timed")
     async def timed() -> dict[str, str]:
@@ -101,9 +105,15 @@ def test_an_authenticated_db_request_is_one_trace_of_nested_spans(
         rest_event("GET", f"/projects/{project_id}", headers={**bearer, "X-Amzn-Trace-Id": trace_header}),
     )
 
-    (request,) = [span for span in spans if span.instrumentation_scope.name == tracing.TRACER_NAME]
-    calls = [span for span in spans if span is not request]
+    (request,) = [span for span in spans if span.kind is SpanKind.SERVER]
+    (limit_check,) = [span for span in spans if span.name == "rate_limit.check"]
+    calls = [span for span in spans if span not in (request, limit_check)]
+    assert request.instrumentation_scope.name == limit_check.instrumentation_scope.name == tracing.TRACER_NAME
     assert request.name == "GET /projects/{project_id}"
+    # The rate-limit check is a step of the request, with its route class.
+    assert limit_check.parent is not None
+    assert limit_check.parent.span_id == request.context.span_id
+    assert dict(limit_check.attributes or {}) == {"route_class": "read"}
     assert request.kind is SpanKind.SERVER
     attributes = dict(request.attributes or {})
     assert attributes["http.route"] == "/projects/{project_id}"
@@ -117,16 +127,17 @@ def test_an_authenticated_db_request_is_one_trace_of_nested_spans(
     assert request.parent is not None
     assert format(request.parent.span_id, "016x") == XRAY_PARENT
     assert project_id not in json.dumps({**attributes, "name": request.name})
-    # Every DynamoDB call of the request (the rate-limit counter, the project, the membership) is its child.
+    # Every DynamoDB call of the request (the project; a lease of rate-limit budget when one is due) is
+    # a span of that trace.
     operations = sorted(str((span.attributes or {}).get("rpc.method")) for span in calls)
-    assert "UpdateItem" in operations
     assert "GetItem" in operations or "BatchGetItem" in operations
     for call in calls:
         assert call.kind is SpanKind.CLIENT
         assert (call.attributes or {}).get("rpc.service") == "DynamoDB"
         assert call.context.trace_id == request.context.trace_id
         assert call.parent is not None
-        assert call.parent.span_id == request.context.span_id
+        # A lease of budget is made inside the rate-limit check; everything else directly in the request.
+        assert call.parent.span_id in (request.context.span_id, limit_check.context.span_id)
 
 
 def test_lambdas_trace_variable_wins_over_the_header(
