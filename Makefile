@@ -16,7 +16,7 @@ RUN := PYTHONPATH=src:. $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help dev token test lint typecheck pytest bench openapi browser clean
+.PHONY: help dev token test lint typecheck pytest bench openapi browser clean restore-drill
 
 help:
 	@echo "make dev        local AWS stand-in + API with reload at http://127.0.0.1:$(PORT)/docs (PORT=, AWS_PORT=)"
@@ -26,6 +26,8 @@ help:
 	@echo "make bench      cold start, warm latency and rate-limit cost against baselines"
 	@echo "make openapi    print the OpenAPI document"
 	@echo "make validate   sam validate --lint;  make build: sam build (no Docker)"
+	@echo "make check-templates   cfn-lint and checkov on template.yaml and templates/*.yaml"
+	@echo "make restore-drill     restore a table to a point in time on the stand-in and check its items"
 	@echo "make lambda-requirements   regenerate requirements/lambda.txt from uv.lock"
 	@echo "make clean      remove .venv, .tools and build and cache folders"
 
@@ -43,7 +45,7 @@ dev: $(VENV_STAMP)
 token: $(VENV_STAMP)
 	@$(RUN) -m local.token $(as)
 
-test: lint typecheck browser validate pytest
+test: lint typecheck browser validate check-templates pytest
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check src tests local bench tools
@@ -68,6 +70,11 @@ pytest: $(VENV_STAMP) $(UV) sam-tools
 bench: $(VENV_STAMP)
 	$(RUN) bench/run.py
 
+# The restore runbook (docs/operations.md, "Restore drill") against a fresh stand-in; against AWS, run
+# `python -m tools.restore_drill --table <TableName>` with credentials.
+restore-drill: $(VENV_STAMP)
+	$(RUN) -m tools.restore_drill --standin
+
 openapi: $(VENV_STAMP)
 	@$(RUN) tools/print_openapi.py
 
@@ -75,3 +82,4 @@ clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache
 
 include mk/sam.mk
+include mk/checks.mk

@@ -10,7 +10,7 @@ from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from starlette.middleware import Middleware
 
-from app_secrets import derived_key
+from app_secrets import PurposeKeys
 from auth import TokenVerifier
 from content_type import JsonBodiesOnlyMiddleware
 from cors import ProblemCORSMiddleware
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     app.state.api_key_authenticator = authenticate_api_key
-    app.state.cursor_codec = CursorCodec(lambda: derived_key(settings, "cursor-signing"))
+    app.state.cursor_codec = CursorCodec(PurposeKeys(settings, "cursor-signing"))
     install_error_handlers(app)
     install_rate_limits(app, settings)
     app.include_router(root.router)

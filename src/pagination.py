@@ -1,8 +1,10 @@
 """Opaque, signed pagination cursors bound to the query that produced them.
 
 A cursor is the store's position (DynamoDB's last evaluated key, a Cognito pagination token) plus a hash
-of the query it belongs to (path, filters, caller), signed with HMAC-SHA256 under a key from Secrets
-Manager. A tampered, foreign or mismatched cursor is a 400 problem; nothing else about it is revealed.
+of the query it belongs to (path, filters, caller), signed with HMAC-SHA256 under a key of the app
+secret's keyring, whose kid it carries: `<kid>.<payload>.<signature>`. A cursor made before keyrings
+(`<payload>.<signature>`) was signed by the legacy key. A tampered, foreign or mismatched cursor, or one
+whose key has been retired, is a 400 problem; nothing else about it is revealed.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
 
+from app_keyring import KID_PATTERN, LEGACY_KID
 from errors import BadRequest
 
 T = TypeVar("T")
@@ -69,30 +71,53 @@ def query_binding(path: str, caller: str, **filters: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-class CursorCodec:
-    """Signs and checks cursors; the key comes lazily so a request that never pages never fetches it."""
+class CursorKeys(Protocol):
+    """Where a codec gets its keys (app_secrets.PurposeKeys in the app)."""
 
-    def __init__(self, signing_key: Callable[[], bytes]) -> None:
-        self._signing_key = signing_key
+    def signing_key(self) -> tuple[str, bytes]:
+        """The current kid and key."""
+        ...
+
+    def verification_key(self, kid: str) -> bytes | None:
+        """The key of `kid`, or None when it has been retired (or never existed)."""
+        ...
+
+
+class CursorCodec:
+    """Signs and checks cursors; keys come lazily so a request that never pages never fetches them."""
+
+    def __init__(self, keys: CursorKeys) -> None:
+        self._keys = keys
 
     def encode(self, position: Any, binding: str) -> str | None:
         if position is None:
             return None
         payload = json.dumps({"p": position, "b": binding}, separators=(",", ":"), sort_keys=True).encode()
-        signature = hmac.new(self._signing_key(), payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
-        return f"{_b64(payload)}.{_b64(signature)}"
+        kid, key = self._keys.signing_key()
+        signature = _signature(key, kid, payload)
+        if kid == LEGACY_KID:
+            # The format of cursors made before keyrings, which every older container still reads.
+            return f"{_b64(payload)}.{_b64(signature)}"
+        return f"{kid}.{_b64(payload)}.{_b64(signature)}"
 
     def decode(self, cursor: str | None, binding: str) -> Any:
         if cursor is None:
             return None
         invalid = InvalidCursor("The cursor is not valid for this query; start again without it.")
+        parts = cursor.split(".")
+        if len(parts) == 2:
+            parts.insert(0, LEGACY_KID)
+        if len(parts) != 3 or not KID_PATTERN.match(parts[0]):
+            raise invalid
+        kid, payload_text, signature_text = parts
         try:
-            payload_text, signature_text = cursor.split(".", 1)
             payload, signature = _unb64(payload_text), _unb64(signature_text)
         except ValueError:
             raise invalid from None
-        expected = hmac.new(self._signing_key(), payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
-        if not hmac.compare_digest(signature, expected):
+        key = self._keys.verification_key(kid)
+        if key is None:
+            raise InvalidCursor("The cursor is no longer valid; start again without it.")
+        if not hmac.compare_digest(signature, _signature(key, kid, payload)):
             raise invalid
         try:
             decoded = json.loads(payload)
@@ -101,3 +126,9 @@ class CursorCodec:
         if not isinstance(decoded, dict) or decoded.get("b") != binding:
             raise invalid
         return decoded.get("p")
+
+
+def _signature(key: bytes, kid: str, payload: bytes) -> bytes:
+    # The kid is signed too; the legacy key signed the payload alone.
+    signed = payload if kid == LEGACY_KID else kid.encode() + b"." + payload
+    return hmac.new(key, signed, hashlib.sha256).digest()[:_SIGNATURE_BYTES]

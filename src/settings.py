@@ -64,6 +64,12 @@ class Settings(BaseSettings):
 
     # Secrets Manager secret (JSON) holding the API-key pepper and the cursor signing key.
     app_secret_arn: str = ""
+    # The app secret's keyring (src/app_secrets.py): how long a container uses its copy before reading the
+    # secret again, and at least how long between two reads forced by a key id the copy does not hold.
+    app_secret_cache_seconds: float = 300.0
+    app_secret_refresh_cooldown_seconds: float = 15.0
+    # Days an admin audit record is kept (then TTL removes it; backups keep it longer).
+    audit_retention_days: int = Field(default=400, ge=1)
     # Seconds between two JWKS refetches triggered by an unknown key id.
     jwks_refetch_cooldown_seconds: float = 60.0
     jwks_timeout_seconds: float = 2.0

@@ -3,12 +3,15 @@ deployed with the parameters' defaults gives its functions."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+NESTED_TEMPLATES = sorted((TEMPLATE.parent / "templates").glob("*.yaml"))
 
 
 class CloudFormationLoader(yaml.SafeLoader):
@@ -67,3 +70,73 @@ def default_environment_value(function: str, variable: str, template: dict[str, 
             raise ValueError(f"{variable} of {function} is not a literal nor a parameter: {value}")
         value = template["Parameters"][argument]["Default"]
     return str(value)
+
+
+def parameter_values(template: dict[str, Any], **overrides: str) -> dict[str, str]:
+    """Every parameter's value for a deployment: its default, or the override."""
+    values = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+    unknown = set(overrides) - set(values)
+    assert not unknown, f"not parameters of the template: {sorted(unknown)}"
+    return {**values, **overrides}
+
+
+def evaluate_condition(template: dict[str, Any], name: str, parameters: dict[str, str]) -> bool:
+    """A condition as CloudFormation evaluates it, including the string functions conditions may use on
+    parameters (Fn::Select, Fn::Split, Fn::Join, Fn::Sub)."""
+
+    def value(expression: Any) -> Any:
+        if not isinstance(expression, dict):
+            return expression
+        (function, argument), *_ = expression.items()
+        if function == "Ref":
+            return parameters[argument]
+        if function == "Condition":
+            return evaluate_condition(template, argument, parameters)
+        if function == "Fn::Equals":
+            return str(value(argument[0])) == str(value(argument[1]))
+        if function == "Fn::Not":
+            return not value(argument[0])
+        if function == "Fn::And":
+            return all(value(item) for item in argument)
+        if function == "Fn::Or":
+            return any(value(item) for item in argument)
+        if function == "Fn::Select":
+            return value(argument[1])[int(value(argument[0]))]
+        if function == "Fn::Split":
+            return str(value(argument[1])).split(argument[0])
+        if function == "Fn::Join":
+            return str(argument[0]).join(str(value(item)) for item in value(argument[1]))
+        if function == "Fn::Sub":
+            assert isinstance(argument, str), expression
+            return re.sub(r"\$\{([^}]+)\}", lambda match: parameters[match.group(1)], argument)
+        raise AssertionError(f"unsupported in a condition: {function}")
+
+    return bool(value(template["Conditions"][name]))
+
+
+def decide_conditions(value: Any, is_true: Callable[[str], bool]) -> Any:
+    """`value` with every Fn::If decided and every AWS::NoValue dropped; other intrinsics stay as written."""
+    no_value = {"Ref": "AWS::NoValue"}
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            name, when_true, when_false = value["Fn::If"]
+            return decide_conditions(when_true if is_true(name) else when_false, is_true)
+        decided = {key: decide_conditions(item, is_true) for key, item in value.items()}
+        return {key: item for key, item in decided.items() if item != no_value}
+    if isinstance(value, list):
+        return [item for item in (decide_conditions(entry, is_true) for entry in value) if item != no_value]
+    return value
+
+
+def deployed(template: dict[str, Any], **overrides: str) -> dict[str, Any]:
+    """The resources (conditions decided) a deployment with these parameter values creates."""
+    parameters = parameter_values(template, **overrides)
+
+    def is_true(name: str) -> bool:
+        return evaluate_condition(template, name, parameters)
+
+    return {
+        name: decide_conditions(resource, is_true)
+        for name, resource in template["Resources"].items()
+        if "Condition" not in resource or is_true(resource["Condition"])
+    }

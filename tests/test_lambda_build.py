@@ -253,7 +253,7 @@ def test_sam_build_packages_the_makefile_artifact(lambda_build: LambdaBuild) -> 
     for name, function in functions.items():
         # Each function's own artifact, holding the module its handler names.
         assert function["CodeUri"] == name
-        module = function["Handler"].rsplit(".", 1)[0]
+        module = function["Handler"].rsplit(".", 1)[0].replace(".", "/")
         assert (lambda_build.build_dir / name / f"{module}.py").is_file(), name
 
 

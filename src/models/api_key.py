@@ -45,6 +45,7 @@ class ApiKey(StratusItem, discriminator="ApiKey"):
     owner_subject = UnicodeAttribute()
     name = UnicodeAttribute()
     display_prefix = UnicodeAttribute()
+    # `<kid>$<hex>`: the kid of the pepper that made it (bare hex: the legacy pepper, app_secrets.py).
     secret_hash = UnicodeAttribute()
     scopes = UnicodeSetAttribute()
     created_at = UTCDateTimeAttribute()

@@ -2,6 +2,10 @@
 
 A record is written before the action it describes ("requested") and settled after it ("succeeded" or
 "failed"), so an action that happened is never missing from the trail.
+
+The trail is append-only: settling writes an outcome item of its own next to the record (never an update
+of it), and the app's role may not update or delete anything in the AUDIT partition (template.yaml,
+ApiFunctionRole, AuditTrailIsAppendOnly). Records expire after AUDIT_RETENTION_DAYS.
 """
 
 from __future__ import annotations
@@ -12,11 +16,17 @@ from typing import Any, Literal
 from pynamodb.attributes import MapAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.exceptions import PynamoDBException
 
-from models.table import TABLE_KEYS, StratusItem, page_of, plain_map
+from models import pending_binding
+from models.table import TABLE_KEYS, StratusItem, plain_map
 
-# Admin actions are rare, so one partition holds the trail in time order; kept for 400 days.
-_PK = "AUDIT"
-RETENTION = timedelta(days=400)
+# Admin actions are rare, so one partition holds the trail in time order. template.yaml names it in the
+# condition that keeps the app from changing it.
+AUDIT_PARTITION = "AUDIT"
+_PK = AUDIT_PARTITION
+# An outcome's sort key is its record's plus this: it sorts right after the record (so right before it,
+# newest first), and before any other record.
+_OUTCOME_SUFFIX = "#outcome"
+DEFAULT_RETENTION = timedelta(days=400)
 
 Outcome = Literal["requested", "succeeded", "failed"]
 
@@ -46,6 +56,20 @@ class AuditRecord(StratusItem, discriminator="AuditRecord"):
         return "failed" if self.outcome == "failed" else "succeeded"
 
 
+class AuditOutcome(StratusItem, discriminator="AuditOutcome"):
+    """pk=AUDIT, sk=<record's sk>#outcome: how the action of that record ended, with its details."""
+
+    outcome = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+    details = MapAttribute[str, Any](default=dict)
+
+
+def retention() -> timedelta:
+    """How long records are kept: the bound settings' AUDIT_RETENTION_DAYS (parameter AuditRetentionDays)."""
+    settings = pending_binding()
+    return timedelta(days=settings.audit_retention_days) if settings is not None else DEFAULT_RETENTION
+
+
 def append_audit_record(
     actor_subject: str, action: str, target: str, request_id: str, details: dict[str, Any]
 ) -> AuditRecord:
@@ -62,7 +86,7 @@ def append_audit_record(
         at=now,
         details=details,
         outcome="requested",
-        expires_at=now + RETENTION,
+        expires_at=now + retention(),
     )
     try:
         record.save(condition=AuditRecord.sk.does_not_exist())
@@ -72,22 +96,52 @@ def append_audit_record(
 
 
 def settle_audit_record(record: AuditRecord, outcome: Outcome, details: dict[str, Any]) -> None:
-    """Sets how the action ended and adds `details`; AuditTrailUnavailable when that cannot be done."""
+    """Records how the action ended, with `details` added to the record's; AuditTrailUnavailable when that
+    cannot be done. An item of its own: the record itself is never changed."""
     settled = {**record.detail_values(), **details}
+    item = AuditOutcome(
+        _PK,
+        f"{record.sk}{_OUTCOME_SUFFIX}",
+        outcome=outcome,
+        at=datetime.now(UTC),
+        details=settled,
+        expires_at=record.expires_at,
+    )
     try:
-        record.update(
-            actions=[AuditRecord.outcome.set(outcome), AuditRecord.details.set(settled)],
-            condition=AuditRecord.sk.exists(),
-        )
+        item.save(condition=AuditOutcome.sk.does_not_exist())
     except PynamoDBException as error:
         raise AuditTrailUnavailable from error
+    record.outcome = outcome
+    record.details = settled
 
 
 def list_audit_records(
     limit: int, start_key: dict[str, Any] | None
 ) -> tuple[list[AuditRecord], dict[str, Any] | None]:
-    """One page, newest first; the key to resume after it, or None when nothing follows."""
-    result = AuditRecord.query(
-        _PK, scan_index_forward=False, limit=limit + 1, page_size=limit + 1, last_evaluated_key=start_key
+    """One page of records, newest first, each with its outcome; the key to resume after it, or None when
+    nothing follows.
+
+    One Query over the partition: newest first, a record's outcome comes right before the record (records
+    from before outcome items were settled in place and have none). Reading stops at the first record past
+    the page, which proves a next page exists.
+    """
+    result = StratusItem.query(
+        _PK, scan_index_forward=False, last_evaluated_key=start_key, page_size=2 * limit + 2
     )
-    return page_of((r for r in result if isinstance(r, AuditRecord)), limit, TABLE_KEYS)
+    records: list[AuditRecord] = []
+    outcome: AuditOutcome | None = None
+    for item in result:
+        if isinstance(item, AuditOutcome):
+            outcome = item
+            continue
+        if not isinstance(item, AuditRecord):
+            continue
+        if len(records) == limit:
+            last = records[-1]
+            return records, {name: {"S": getattr(last, name)} for name in TABLE_KEYS}
+        if outcome is not None and outcome.sk == f"{item.sk}{_OUTCOME_SUFFIX}":
+            item.outcome = outcome.outcome
+            item.details = {**item.detail_values(), **plain_map(outcome.details)}
+        outcome = None
+        records.append(item)
+    return records, None

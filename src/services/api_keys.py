@@ -1,7 +1,8 @@
 """Personal API keys: issue (secret shown once), list, revoke, and authenticate `X-API-Key` requests.
 
-A key reads `stratus_<key id>_<secret>`. Only HMAC-SHA256(pepper, secret) is stored, the pepper living in
-Secrets Manager, so a copy of the table alone cannot be used to forge or test keys.
+A key reads `stratus_<key id>_<secret>`. Only HMAC-SHA256(pepper, secret) is stored, with the kid of the
+pepper that made it (app_secrets.keyed_digest), the peppers living in Secrets Manager, so a copy of the
+table alone cannot be used to forge or test keys. A key outlives rotations until its pepper retires.
 
 Every key ends (90 days unless asked otherwise, at most 366), a person holds at most 20 active keys, and
 a key stops working when its owner's sessions end (sign-out everywhere, disabling, demotion: the keys are
@@ -11,7 +12,6 @@ has the owner enabled (an account disabled or deleted outside the app).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -21,7 +21,7 @@ from fastapi import Request
 
 import directory
 import models
-from app_secrets import derived_key
+from app_secrets import RetiredKey, keyed_digest
 from auth import Principal
 from errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized, UnprocessableContent
 from observability import logger
@@ -43,9 +43,9 @@ OWNER_RECHECK_GRACE = timedelta(hours=1)
 _KEY_LIST_ATTEMPTS = 3
 
 
-def _secret_hash(settings: Settings, secret: str) -> str:
-    pepper = derived_key(settings, "api-key-pepper")
-    return hmac.new(pepper, secret.encode(), hashlib.sha256).hexdigest()
+def _secret_hash(settings: Settings, secret: str, made_like: str | None = None) -> str:
+    """Under the current pepper, or under the pepper that made the stored hash `made_like`."""
+    return keyed_digest(settings, "api-key-pepper", secret, made_like)
 
 
 def key_end(valid_until: datetime | None, now: datetime) -> datetime:
@@ -158,7 +158,11 @@ async def authenticate_api_key(request: Request, presented: str) -> Principal:
     item = models.api_key.get_api_key(key_id)
     settings: Settings = request.app.state.settings
     # Compute the hash even for an unknown id, so timing does not reveal which ids exist.
-    presented_hash = _secret_hash(settings, secret)
+    try:
+        presented_hash = _secret_hash(settings, secret, item.secret_hash if item else None)
+    except RetiredKey:
+        # Its pepper was retired by the secret's rotations: the key can no longer be checked.
+        raise Unauthorized("The API key is not valid.") from None
     if item is None or not hmac.compare_digest(presented_hash, item.secret_hash):
         raise Unauthorized("The API key is not valid.")
     now = datetime.now(UTC)
