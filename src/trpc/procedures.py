@@ -39,12 +39,22 @@ from services.api_keys import issue_api_key, my_api_keys, revoke_my_api_key
 from services.profiles import change_profile, get_or_create_profile
 from trpc.procedure import Call, Kind, Params, Procedure
 
-# REST operations with no procedure, on purpose: (method, path template or a prefix ending in "/") -> why.
+# REST operations with no procedure, on purpose: (method or "*", path template or "<prefix>/*") -> why.
 REST_ONLY: dict[tuple[str, str], str] = {
     ("GET", "/"): "the API index links to the REST documentation; a tRPC client has its types instead",
     ("GET", "/health/ready"): "a probe for operators and load balancers, which speak plain HTTP",
-    ("*", "/admin/"): "user administration and the audit trail serve operators' tools, not front ends",
+    ("*", "/admin/*"): "user administration and the audit trail serve operators' tools, not front ends",
 }
+
+
+def rest_only_reason(method: str, path: str) -> str | None:
+    """Why the REST operation has no procedure, when REST_ONLY lists it."""
+    for (listed_method, listed_path), reason in REST_ONLY.items():
+        if listed_method not in ("*", method):
+            continue
+        if path == listed_path or (listed_path.endswith("/*") and path.startswith(listed_path[:-1])):
+            return reason
+    return None
 
 ExpectedVersion = Annotated[
     int | None,
