@@ -261,7 +261,9 @@ class RouterTypes:
         return f"{rendered} | undefined" if procedure.input_optional else rendered
 
     def output_type(self, procedure: Procedure) -> str:
-        return "void" if procedure.output is None else self.reference(procedure.output, "serialization")
+        # `undefined`, not `void`: without a transformer the client serializes output types, and tRPC's
+        # Serialize<void> is never (an answer of `{"result":{}}` has undefined data).
+        return "undefined" if procedure.output is None else self.reference(procedure.output, "serialization")
 
     def definitions_source(self) -> str:
         names = sorted(self.definitions, key=type_name)

@@ -263,7 +263,7 @@ type $Procedures = {
         /** The `version` you read: the change is refused (PRECONDITION_FAILED) if the item changed since. Leave it out for an unconditional change. REST: `If-Match`. */
         expectedVersion?: number | null;
       },
-      void
+      undefined
     >;
     members: {
       /** query — REST: `GET /projects/{project_id}/members` */
@@ -304,7 +304,7 @@ type $Procedures = {
           projectId: string;
           memberId: string;
         },
-        void
+        undefined
       >;
     };
   };
@@ -362,7 +362,7 @@ type $Procedures = {
         /** The `version` you read: the change is refused (PRECONDITION_FAILED) if the item changed since. Leave it out for an unconditional change. REST: `If-Match`. */
         expectedVersion?: number | null;
       },
-      void
+      undefined
     >;
     /** query — REST: `GET /me/tasks` */
     mine: $Query<
@@ -398,7 +398,7 @@ type $Procedures = {
         /** The key's id (from its prefix). */
         id: string;
       },
-      void
+      undefined
     >;
   };
 };

@@ -70,11 +70,6 @@ async def _answer(request: Request, path: str) -> Response:
         return Response(status_code=204, headers={"vary": VARY})
     if method not in ("GET", "POST"):
         raise TrpcError("METHOD_NOT_SUPPORTED", f"Unsupported {method}-request: use GET for queries, POST.")
-    if "%" in path:
-        from urllib.parse import unquote
-
-        # Behind a proxy that left them encoded, commas arrive as %2C (tRPC decodes the path too).
-        path = unquote(path)
     router = router_of(request.app)
     is_batch = request.query_params.get("batch") == "1"
     names = path.split(",") if is_batch else [path]

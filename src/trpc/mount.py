@@ -29,6 +29,8 @@ class TrpcMount:
             root_path: str = scope.get("root_path", "")
             if root_path and path.startswith(root_path):
                 path = path[len(root_path) :]
+            # ASGI paths arrive decoded (Mangum decodes API Gateway's too): `%2C` is a comma here, as tRPC
+            # reads its path with decodeURIComponent.
             if path == TRPC_PATH or path.startswith(TRPC_PATH + "/"):
                 from trpc.endpoint import handle
 
