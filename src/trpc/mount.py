@@ -24,8 +24,9 @@ class TrpcMount:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
+        path: str = scope.get("path", "")
+        # One substring search is all that other requests pay.
+        if TRPC_PATH in path and scope["type"] == "http":
             root_path: str = scope.get("root_path", "")
             if root_path and path.startswith(root_path):
                 path = path[len(root_path) :]
