@@ -56,6 +56,7 @@ def rest_only_reason(method: str, path: str) -> str | None:
             return reason
     return None
 
+
 ExpectedVersion = Annotated[
     int | None,
     Field(
