@@ -16,7 +16,10 @@ RUN := PYTHONPATH=src:. $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help dev token test lint typecheck pytest bench openapi browser clean restore-drill
+.PHONY: help dev token test lint typecheck pytest bench openapi browser clean restore-drill clients clients-install typescript
+
+CLIENTS := clients/typescript
+NPM_STAMP := $(CLIENTS)/node_modules/.installed-from-lock
 
 help:
 	@echo "make dev        local AWS stand-in + API with reload at http://127.0.0.1:$(PORT)/docs (PORT=, AWS_PORT=)"
@@ -25,6 +28,7 @@ help:
 	@echo "make lint       ruff check and format check;  make typecheck: mypy --strict"
 	@echo "make bench      cold start, warm latency and rate-limit cost against baselines"
 	@echo "make openapi    print the OpenAPI document"
+	@echo "make clients    regenerate clients/typescript (tRPC AppRouter type, openapi-typescript paths)"
 	@echo "make validate   sam validate --lint;  make build: sam build (no Docker)"
 	@echo "make check-templates   cfn-lint and checkov on template.yaml and templates/*.yaml"
 	@echo "make restore-drill     restore a table to a point in time on the stand-in and check its items"
@@ -45,7 +49,7 @@ dev: $(VENV_STAMP)
 token: $(VENV_STAMP)
 	@$(RUN) -m local.token $(as)
 
-test: lint typecheck browser validate check-templates pytest
+test: lint typecheck typescript browser validate check-templates pytest
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check src tests local bench tools
@@ -63,8 +67,23 @@ browser:
 	     (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null)); \
 	  else echo "chromium is not installed: the docs-page browser tests will be skipped" >&2; fi; }
 
-# The build tests use SAM's environment (its pip cross-installs arm64/py3.13 wheels).
-pytest: $(VENV_STAMP) $(UV) sam-tools
+# The TypeScript clients' packages, exactly as their lock says; installed again only when it changes.
+$(NPM_STAMP): $(CLIENTS)/package-lock.json $(CLIENTS)/package.json
+	@cd $(CLIENTS) && npm ci --no-audit --no-fund --loglevel=error >&2
+	@touch $@
+
+clients-install: $(NPM_STAMP)
+
+clients: $(VENV_STAMP) $(NPM_STAMP)
+	$(RUN) tools/generate_clients.py
+
+# The generated types, both examples and the Node tests compile; type-checks.ts holds mistakes that must not.
+typescript: $(NPM_STAMP)
+	cd $(CLIENTS) && node_modules/.bin/tsc --noEmit -p tsconfig.json
+
+# The build tests use SAM's environment (its pip cross-installs arm64/py3.13 wheels); the tRPC client tests
+# use the TypeScript clients' packages.
+pytest: $(VENV_STAMP) $(UV) sam-tools $(NPM_STAMP)
 	UV=$(UV) $(VENV)/bin/python -m pytest
 
 bench: $(VENV_STAMP)
@@ -79,7 +98,7 @@ openapi: $(VENV_STAMP)
 	@$(RUN) tools/print_openapi.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache $(CLIENTS)/node_modules $(CLIENTS)/build
 
 include mk/sam.mk
 include mk/checks.mk

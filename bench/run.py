@@ -297,6 +297,61 @@ def rate_limit_leased_calls_row(options: Options) -> Row:
     )
 
 
+TRPC_BATCH_SIZE = 10
+
+
+@cache
+def measure_trpc(options: Options) -> dict[str, float]:
+    """Microseconds per invocation of main.handler, as deployed: REST GET /health, the same query as a tRPC
+    call (`health`), and one tRPC batch of TRPC_BATCH_SIZE of them."""
+    os.environ.update(APP_ENVIRONMENT)
+    import main
+
+    rest = health_event()
+    one = rest_event("GET", "/trpc/health", stage="Prod")
+    batch = rest_event(
+        "GET", "/trpc/" + ",".join(["health"] * TRPC_BATCH_SIZE), stage="Prod", query={"batch": ["1"]}
+    )
+    return microseconds_per_invocation(
+        {
+            "rest": lambda _, context: main.handler(rest, context),
+            "trpc": lambda _, context: main.handler(one, context),
+            "trpc_batch": lambda _, context: main.handler(batch, context),
+        },
+        rest,
+        LambdaContext(),
+        calls=options.warm_calls,
+        batches=options.warm_batches,
+    )
+
+
+def trpc_query_row(options: Options) -> Row:
+    measured = measure_trpc(options)
+    return Row(
+        measure="tRPC: one query per invocation",
+        unit="µs",
+        stratus=measured["trpc"],
+        baseline_name="the same query as REST GET",
+        baseline=measured["rest"],
+        target=1.1,
+        detail="GET /trpc/health against GET /health through main.handler, warm, in-process, as deployed",
+    )
+
+
+def trpc_batch_row(options: Options) -> Row:
+    measured = measure_trpc(options)
+    return Row(
+        measure=f"tRPC: batch of {TRPC_BATCH_SIZE} queries, one invocation",
+        unit="µs",
+        stratus=measured["trpc_batch"],
+        baseline_name=f"{TRPC_BATCH_SIZE} separate REST GETs",
+        baseline=measured["rest"] * TRPC_BATCH_SIZE,
+        target=0.5,
+        detail=f"GET /trpc/health,…?batch=1 ({TRPC_BATCH_SIZE} calls) against {TRPC_BATCH_SIZE} invocations "
+        "of GET /health",
+    )
+
+
 BENCHES: list[Callable[[Options], Row]] = [
     cold_start_row,
     warm_row,
@@ -306,6 +361,8 @@ BENCHES: list[Callable[[Options], Row]] = [
     rate_limit_one_write_row,
     rate_limit_leased_time_row,
     rate_limit_leased_calls_row,
+    trpc_query_row,
+    trpc_batch_row,
 ]
 
 

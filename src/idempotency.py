@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Annotated, Any
 
@@ -55,8 +55,15 @@ def run_once(
     key: str | None,
     body: dict[str, Any],
     produce: Callable[[], dict[str, Any]],
+    *,
+    operation: tuple[str, str] | None = None,
+    path_parameters: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """`produce()` once per (caller, route, key); its JSON-able result is what every retry receives."""
+    """`produce()` once per (caller, route, key); its JSON-able result is what every retry receives.
+
+    The route is `request`'s own (method, path template and path parameters) unless `operation` (method,
+    path template) and `path_parameters` name it: another surface of the same operation (its tRPC
+    procedure) passes them, so that one key means one request on either surface."""
     if key is None:
         return produce()
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
@@ -87,10 +94,14 @@ def run_once(
     # The key is the caller's own, per route: the same key elsewhere or from someone else is another request.
     # The path's ids belong to the request like its body: the same key and body for another project is a
     # different request (422), not a replay of the first project's answer.
-    route = getattr(request.scope.get("route"), "path", request.url.path)
+    method, route = operation or (
+        request.method,
+        getattr(request.scope.get("route"), "path", request.url.path),
+    )
+    parameters = dict(request.path_params if path_parameters is None else path_parameters)
     fingerprint = {
-        "scope": f"{caller}|{request.method}|{route}|{key}",
-        "body": {"path": dict(request.path_params), "body": body},
+        "scope": f"{caller}|{method}|{route}|{key}",
+        "body": {"path": parameters, "body": body},
     }
     deadline = time.monotonic() + _WAIT_FOR_IN_PROGRESS_SECONDS
     while True:

@@ -25,6 +25,7 @@ from ratelimit import install_rate_limits
 from routers import admin, api_keys, health, invitations, me, projects, root, tasks
 from services.api_keys import authenticate_api_key
 from settings import Settings, get_settings
+from trpc.mount import TrpcMount, describe_in_openapi
 
 API_VERSION = "0.1.0"
 
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "Idempotency-Key",
                     "X-API-Key",
                     REQUEST_ID_HEADER,
+                    # httpBatchStreamLink asks for JSON lines with it.
+                    "trpc-accept",
                 ],
                 expose_headers=[
                     REQUEST_ID_HEADER,
@@ -82,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_age=600,
             ),
             Middleware(UnhandledErrorMiddleware),
+            # tRPC at /trpc answers its own requests, content-type errors included (as tRPC envelopes).
+            Middleware(TrpcMount),
             Middleware(JsonBodiesOnlyMiddleware),
         ],
     )
@@ -102,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Last: API routes are matched first on every request; the docs pages are rarely asked for.
     install_docs(app)
     install_openapi(app)
+    describe_in_openapi(app)
     return app
 
 

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     dynamodb_read_timeout_seconds: float = 2.5
     dynamodb_max_retry_attempts: int = 2
 
+    # tRPC (/trpc): the most calls one batch request may carry; each call counts against the rate limits.
+    trpc_max_batch_size: int = Field(default=25, ge=1, le=100)
+
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, data: object) -> object:
