@@ -95,3 +95,42 @@ export async function tour(client: StratusClient, colleague: string): Promise<To
     apiKeys,
   };
 }
+
+export interface InvitationTourResult {
+  invitation: RouterOutputs["projects"]["invitations"]["create"];
+  pending: RouterOutputs["projects"]["invitations"]["list"];
+  mine: RouterOutputs["invitations"]["mine"];
+  joined: RouterOutputs["invitations"]["accept"];
+}
+
+/**
+ * The owner behind `client` invites `inviteeEmail`; the invitee (signed in with that address, verified)
+ * finds the invitation and joins. A second invitation is revoked by the owner, a third declined by the
+ * invitee. The project is deleted at the end.
+ */
+export async function invitationTour(
+  client: StratusClient,
+  inviteeClient: StratusClient,
+  inviteeEmail: string,
+): Promise<InvitationTourResult> {
+  const project = await client.projects.create.mutate({ name: "Invitations" });
+  const invitation = await client.projects.invitations.create.mutate({
+    projectId: project.id,
+    email: inviteeEmail,
+    role: "editor",
+  });
+  const pending = await client.projects.invitations.list.query({ projectId: project.id });
+  const mine = await inviteeClient.invitations.mine.query({ limit: 10 });
+  const joined = await inviteeClient.invitations.accept.mutate({ id: invitation.id });
+
+  const unanswered = await client.projects.invitations.create.mutate({
+    projectId: project.id,
+    email: `nobody-${crypto.randomUUID()}@example.com`,
+  });
+  await client.projects.invitations.revoke.mutate({ projectId: project.id, invitationId: unanswered.id });
+  const again = await client.projects.invitations.create.mutate({ projectId: project.id, email: inviteeEmail });
+  await inviteeClient.invitations.decline.mutate({ id: again.id });
+
+  await client.projects.delete.mutate({ id: project.id });
+  return { invitation, pending, mine, joined };
+}

@@ -206,6 +206,101 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/projects/{project_id}/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Pending invitations of a project (owners) */
+        get: operations["invitations-list_project_invitations"];
+        put?: never;
+        /**
+         * Invite someone by email address (owners)
+         * @description The answer is the same whether or not the address belongs to an account: nobody learns who has one. The invitee joins by accepting while signed in with that address verified; an invitation expires after 7 days. Inviting an address that has a pending invitation answers that invitation.
+         */
+        post: operations["invitations-invite"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{project_id}/invitations/{invitation_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke an invitation (owners) */
+        delete: operations["invitations-revoke_invitation"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/me/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Invitations to my verified email address
+         * @description Empty while your address is not verified. Expired invitations are left out, which may shorten a page.
+         */
+        get: operations["invitations-my_invitations"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/invitations/{invitation_id}/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Accept an invitation and join its project
+         * @description Only while signed in with the invited address, verified; 404 otherwise.
+         */
+        post: operations["invitations-accept_invitation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/invitations/{invitation_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Decline an invitation */
+        delete: operations["invitations-decline_invitation"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api-keys": {
         parameters: {
             query?: never;
@@ -216,7 +311,10 @@ export interface paths {
         /** My API keys (no secrets) */
         get: operations["api-keys-list_my_api_keys"];
         put?: never;
-        /** Create an API key */
+        /**
+         * Create an API key
+         * @description At most 20 active keys per person (409 beyond). A key stops working when it ends, when it is revoked, and when its owner is signed out everywhere, disabled or deleted.
+         */
         post: operations["api-keys-create_api_key"];
         delete?: never;
         options?: never;
@@ -394,8 +492,12 @@ export interface components {
              * @example 2026-01-31T09:30:00.000000Z
              */
             created_at: string;
-            /** Expires At */
-            expires_at: string | null;
+            /**
+             * Expires At
+             * Format: date-time
+             * @example 2026-01-31T09:30:00.000000Z
+             */
+            expires_at: string;
             /** Revoked At */
             revoked_at: string | null;
             /** Last Used At */
@@ -409,7 +511,7 @@ export interface components {
             scopes: ("stratus/read" | "stratus/write")[];
             /**
              * Expires At
-             * @description Optional; at most one year ahead.
+             * @description When the key stops working: within 366 days; 90 days from now when left out.
              */
             expires_at?: string | null;
         };
@@ -476,6 +578,57 @@ export interface components {
             /** Status */
             status: string;
         };
+        /** InvitationCreate */
+        InvitationCreate: {
+            /**
+             * Email
+             * @description An email address.
+             * @example newhire@example.com
+             */
+            email: string;
+            /**
+             * Role
+             * @default viewer
+             * @enum {string}
+             */
+            role?: "owner" | "editor" | "viewer";
+        };
+        /** InvitationView */
+        InvitationView: {
+            /** Id */
+            id: string;
+            /** Project Id */
+            project_id: string;
+            /**
+             * Project Name
+             * @description The project's name when the invitation was made.
+             */
+            project_name: string;
+            /** Email */
+            email: string;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "owner" | "editor" | "viewer";
+            /**
+             * Invited By
+             * @description The subject of the owner who invited.
+             */
+            invited_by: string;
+            /**
+             * Created At
+             * Format: date-time
+             * @example 2026-01-31T09:30:00.000000Z
+             */
+            created_at: string;
+            /**
+             * Expires At
+             * Format: date-time
+             * @example 2026-01-31T09:30:00.000000Z
+             */
+            expires_at: string;
+        };
         /** IssuedApiKey */
         IssuedApiKey: {
             /** Id */
@@ -492,8 +645,12 @@ export interface components {
              * @example 2026-01-31T09:30:00.000000Z
              */
             created_at: string;
-            /** Expires At */
-            expires_at: string | null;
+            /**
+             * Expires At
+             * Format: date-time
+             * @example 2026-01-31T09:30:00.000000Z
+             */
+            expires_at: string;
             /** Revoked At */
             revoked_at: string | null;
             /** Last Used At */
@@ -522,10 +679,12 @@ export interface components {
         };
         /** MemberAdd */
         MemberAdd: {
-            /** Subject */
-            subject?: string | null;
-            /** Email */
-            email?: string | null;
+            /**
+             * Subject
+             * @description The user's subject. To bring in someone by email address, invite them (`POST /projects/{project_id}/invitations`): they join once they accept with that verified address.
+             * @example 3f2a9c1e-7b4d-4e8a-9c0f-1a2b3c4d5e6f
+             */
+            subject: string;
             /**
              * Role
              * @default viewer
@@ -579,6 +738,13 @@ export interface components {
         Page_DirectoryUserInfo_: {
             /** Items */
             items: components["schemas"]["DirectoryUserInfo"][];
+            /** Next Cursor */
+            next_cursor?: string | null;
+        };
+        /** Page[InvitationView] */
+        Page_InvitationView_: {
+            /** Items */
+            items: components["schemas"]["InvitationView"][];
             /** Next Cursor */
             next_cursor?: string | null;
         };
@@ -1491,7 +1657,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The project's id. */
+                /** @description A project's id. */
                 project_id: string;
             };
             cookie?: never;
@@ -1598,7 +1764,7 @@ export interface operations {
                 "If-Match"?: string | null;
             };
             path: {
-                /** @description The project's id. */
+                /** @description A project's id. */
                 project_id: string;
             };
             cookie?: never;
@@ -1721,7 +1887,7 @@ export interface operations {
                 "If-Match"?: string | null;
             };
             path: {
-                /** @description The project's id. */
+                /** @description A project's id. */
                 project_id: string;
             };
             cookie?: never;
@@ -1852,7 +2018,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The project's id. */
+                /** @description A project's id. */
                 project_id: string;
             };
             cookie?: never;
@@ -1959,7 +2125,7 @@ export interface operations {
                 "Idempotency-Key"?: string | null;
             };
             path: {
-                /** @description The project's id. */
+                /** @description A project's id. */
                 project_id: string;
             };
             cookie?: never;
@@ -2076,8 +2242,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The project's id. */
+                /** @description A project's id. */
                 project_id: string;
+                /** @description A user's subject (the `sub` of their tokens). */
                 member_id: string;
             };
             cookie?: never;
@@ -2188,8 +2355,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The project's id. */
+                /** @description A project's id. */
                 project_id: string;
+                /** @description A user's subject (the `sub` of their tokens). */
                 member_id: string;
             };
             cookie?: never;
@@ -2316,7 +2484,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The project's id. */
+                /** @description A project's id. */
                 project_id: string;
             };
             cookie?: never;
@@ -2423,7 +2591,7 @@ export interface operations {
                 "Idempotency-Key"?: string | null;
             };
             path: {
-                /** @description The project's id. */
+                /** @description A project's id. */
                 project_id: string;
             };
             cookie?: never;
@@ -2540,7 +2708,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The task's id. */
+                /** @description A task's id (`<project id>.<task>`). */
                 task_id: string;
             };
             cookie?: never;
@@ -2647,7 +2815,7 @@ export interface operations {
                 "If-Match"?: string | null;
             };
             path: {
-                /** @description The task's id. */
+                /** @description A task's id (`<project id>.<task>`). */
                 task_id: string;
             };
             cookie?: never;
@@ -2770,7 +2938,7 @@ export interface operations {
                 "If-Match"?: string | null;
             };
             path: {
-                /** @description The task's id. */
+                /** @description A task's id (`<project id>.<task>`). */
                 task_id: string;
             };
             cookie?: never;
@@ -2935,6 +3103,664 @@ export interface operations {
             };
             /** @description Authenticated, but not allowed */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limit exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; quote the request id */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A backing service is busy or unreachable; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "invitations-list_project_invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A project's id. */
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_InvitationView_"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON or cursor) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials (WWW-Authenticate: Bearer) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated, but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such item, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limit exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; quote the request id */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A backing service is busy or unreachable; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "invitations-invite": {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Send the same key when retrying: the original response comes back (24 h). */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                /** @description A project's id. */
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationView"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON or cursor) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials (WWW-Authenticate: Bearer) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated, but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such item, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Refused as things stand (e.g. a concurrent change, the last owner, a duplicate) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limit exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; quote the request id */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A backing service is busy or unreachable; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "invitations-revoke_invitation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A project's id. */
+                project_id: string;
+                /** @description An invitation's id (`<project id>.<invitation>`). */
+                invitation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (e.g. invalid JSON or cursor) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials (WWW-Authenticate: Bearer) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated, but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such item, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Refused as things stand (e.g. a concurrent change, the last owner, a duplicate) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limit exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; quote the request id */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A backing service is busy or unreachable; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "invitations-my_invitations": {
+        parameters: {
+            query?: {
+                /** @description Items per page at most (1-100). A filtered list may answer fewer, even none, with a `next_cursor`: keep following it until it is null. */
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_InvitationView_"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON or cursor) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials (WWW-Authenticate: Bearer) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated, but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limit exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; quote the request id */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A backing service is busy or unreachable; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "invitations-accept_invitation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description An invitation's id (`<project id>.<invitation>`). */
+                invitation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MyProject"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON or cursor) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials (WWW-Authenticate: Bearer) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated, but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such item, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Refused as things stand (e.g. a concurrent change, the last owner, a duplicate) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limit exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; quote the request id */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A backing service is busy or unreachable; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "invitations-decline_invitation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description An invitation's id (`<project id>.<invitation>`). */
+                invitation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (e.g. invalid JSON or cursor) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials (WWW-Authenticate: Bearer) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated, but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such item, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Refused as things stand (e.g. a concurrent change, the last owner, a duplicate) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3196,7 +4022,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The key's id (from its prefix). */
+                /** @description An API key's id (from its prefix). */
                 key_id: string;
             };
             cookie?: never;
@@ -3404,6 +4230,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A username, a subject or an email address. */
                 user_id: string;
             };
             cookie?: never;
@@ -3507,6 +4334,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A username, a subject or an email address. */
                 user_id: string;
             };
             cookie?: never;
@@ -3619,6 +4447,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A username, a subject or an email address. */
                 user_id: string;
             };
             cookie?: never;
@@ -3731,6 +4560,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A username, a subject or an email address. */
                 user_id: string;
                 group: "admin" | "user";
             };
@@ -3844,6 +4674,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A username, a subject or an email address. */
                 user_id: string;
                 group: "admin" | "user";
             };
@@ -3957,6 +4788,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A username, a subject or an email address. */
                 user_id: string;
             };
             cookie?: never;

@@ -16,7 +16,7 @@ export interface ApiKeyInfo {
   prefix: string;
   scopes: string[];
   created_at: string;
-  expires_at: string | null;
+  expires_at: string;
   revoked_at: string | null;
   last_used_at: string | null;
 }
@@ -29,7 +29,7 @@ export interface ApiKeyInfoPage {
 export interface ApiKeyRequest {
   name: string;
   scopes: ("stratus/read" | "stratus/write")[];
-  /** Optional; at most one year ahead. */
+  /** When the key stops working: within 366 days; 90 days from now when left out. */
   expires_at?: string | null;
 }
 
@@ -44,13 +44,37 @@ export interface HealthStatus {
   status: string;
 }
 
+export interface InvitationCreate {
+  /** An email address. */
+  email: string;
+  role?: "owner" | "editor" | "viewer";
+}
+
+export interface InvitationView {
+  id: string;
+  project_id: string;
+  /** The project's name when the invitation was made. */
+  project_name: string;
+  email: string;
+  role: "owner" | "editor" | "viewer";
+  /** The subject of the owner who invited. */
+  invited_by: string;
+  created_at: string;
+  expires_at: string;
+}
+
+export interface InvitationViewPage {
+  items: InvitationView[];
+  next_cursor: string | null;
+}
+
 export interface IssuedApiKey {
   id: string;
   name: string;
   prefix: string;
   scopes: string[];
   created_at: string;
-  expires_at: string | null;
+  expires_at: string;
   revoked_at: string | null;
   last_used_at: string | null;
   /** Shown only in this response: store it now. */
@@ -64,8 +88,8 @@ export interface Member {
 }
 
 export interface MemberAdd {
-  subject?: string | null;
-  email?: string | null;
+  /** The user's subject. To bring in someone by email address, invite them (`POST /projects/{project_id}/invitations`): they join once they accept with that verified address. */
+  subject: string;
   role?: "owner" | "editor" | "viewer";
 }
 
@@ -232,7 +256,7 @@ type $Procedures = {
     /** query — REST: `GET /projects/{project_id}` */
     byId: $Query<
       {
-        /** The project's id. */
+        /** A project's id. */
         id: string;
       },
       ProjectView
@@ -248,7 +272,7 @@ type $Procedures = {
     /** mutation — REST: `PATCH /projects/{project_id}` */
     update: $Mutation<
       {
-        /** The project's id. */
+        /** A project's id. */
         id: string;
         /** The `version` you read: the change is refused (PRECONDITION_FAILED) if the item changed since. Leave it out for an unconditional change. REST: `If-Match`. */
         expectedVersion?: number | null;
@@ -258,7 +282,7 @@ type $Procedures = {
     /** mutation — REST: `DELETE /projects/{project_id}` */
     delete: $Mutation<
       {
-        /** The project's id. */
+        /** A project's id. */
         id: string;
         /** The `version` you read: the change is refused (PRECONDITION_FAILED) if the item changed since. Leave it out for an unconditional change. REST: `If-Match`. */
         expectedVersion?: number | null;
@@ -269,7 +293,7 @@ type $Procedures = {
       /** query — REST: `GET /projects/{project_id}/members` */
       list: $Query<
         {
-          /** The project's id. */
+          /** A project's id. */
           projectId: string;
           /** Items per page at most (1-100). A filtered list may answer fewer, even none, with a `next_cursor`: keep following it until it is null. */
           limit?: number;
@@ -281,7 +305,7 @@ type $Procedures = {
       /** mutation — REST: `POST /projects/{project_id}/members` */
       add: $Mutation<
         {
-          /** The project's id. */
+          /** A project's id. */
           projectId: string;
           /** Send the same key when retrying: the original answer comes back (24 h). The key is shared with the REST operation's Idempotency-Key. */
           idempotencyKey?: string | null;
@@ -291,8 +315,9 @@ type $Procedures = {
       /** mutation — REST: `PATCH /projects/{project_id}/members/{member_id}` */
       update: $Mutation<
         {
-          /** The project's id. */
+          /** A project's id. */
           projectId: string;
+          /** A user's subject (the `sub` of their tokens). */
           memberId: string;
         } & MemberRole,
         Member
@@ -300,9 +325,40 @@ type $Procedures = {
       /** mutation — REST: `DELETE /projects/{project_id}/members/{member_id}` */
       remove: $Mutation<
         {
-          /** The project's id. */
+          /** A project's id. */
           projectId: string;
+          /** A user's subject (the `sub` of their tokens). */
           memberId: string;
+        },
+        undefined
+      >;
+    };
+    invitations: {
+      /** query — REST: `GET /projects/{project_id}/invitations` */
+      list: $Query<
+        {
+          /** A project's id. */
+          projectId: string;
+        },
+        InvitationViewPage
+      >;
+      /** mutation — REST: `POST /projects/{project_id}/invitations` */
+      create: $Mutation<
+        {
+          /** A project's id. */
+          projectId: string;
+          /** Send the same key when retrying: the original answer comes back (24 h). The key is shared with the REST operation's Idempotency-Key. */
+          idempotencyKey?: string | null;
+        } & InvitationCreate,
+        InvitationView
+      >;
+      /** mutation — REST: `DELETE /projects/{project_id}/invitations/{invitation_id}` */
+      revoke: $Mutation<
+        {
+          /** A project's id. */
+          projectId: string;
+          /** An invitation's id (`<project id>.<invitation>`). */
+          invitationId: string;
         },
         undefined
       >;
@@ -312,7 +368,7 @@ type $Procedures = {
     /** query — REST: `GET /projects/{project_id}/tasks` */
     list: $Query<
       {
-        /** The project's id. */
+        /** A project's id. */
         projectId: string;
         /** Items per page at most (1-100). A filtered list may answer fewer, even none, with a `next_cursor`: keep following it until it is null. */
         limit?: number;
@@ -329,7 +385,7 @@ type $Procedures = {
     /** query — REST: `GET /tasks/{task_id}` */
     byId: $Query<
       {
-        /** The task's id. */
+        /** A task's id (`<project id>.<task>`). */
         id: string;
       },
       TaskView
@@ -337,7 +393,7 @@ type $Procedures = {
     /** mutation — REST: `POST /projects/{project_id}/tasks` */
     create: $Mutation<
       {
-        /** The project's id. */
+        /** A project's id. */
         projectId: string;
         /** Send the same key when retrying: the original answer comes back (24 h). The key is shared with the REST operation's Idempotency-Key. */
         idempotencyKey?: string | null;
@@ -347,7 +403,7 @@ type $Procedures = {
     /** mutation — REST: `PATCH /tasks/{task_id}` */
     update: $Mutation<
       {
-        /** The task's id. */
+        /** A task's id (`<project id>.<task>`). */
         id: string;
         /** The `version` you read: the change is refused (PRECONDITION_FAILED) if the item changed since. Leave it out for an unconditional change. REST: `If-Match`. */
         expectedVersion?: number | null;
@@ -357,7 +413,7 @@ type $Procedures = {
     /** mutation — REST: `DELETE /tasks/{task_id}` */
     delete: $Mutation<
       {
-        /** The task's id. */
+        /** A task's id (`<project id>.<task>`). */
         id: string;
         /** The `version` you read: the change is refused (PRECONDITION_FAILED) if the item changed since. Leave it out for an unconditional change. REST: `If-Match`. */
         expectedVersion?: number | null;
@@ -395,7 +451,35 @@ type $Procedures = {
     /** mutation — REST: `DELETE /api-keys/{key_id}` */
     revoke: $Mutation<
       {
-        /** The key's id (from its prefix). */
+        /** An API key's id (from its prefix). */
+        id: string;
+      },
+      undefined
+    >;
+  };
+  invitations: {
+    /** query — REST: `GET /me/invitations` */
+    mine: $Query<
+      {
+        /** Items per page at most (1-100). A filtered list may answer fewer, even none, with a `next_cursor`: keep following it until it is null. */
+        limit?: number;
+        /** `next_cursor` of the previous page. */
+        cursor?: string | null;
+      } | undefined,
+      InvitationViewPage
+    >;
+    /** mutation — REST: `POST /invitations/{invitation_id}/accept` */
+    accept: $Mutation<
+      {
+        /** An invitation's id (`<project id>.<invitation>`). */
+        id: string;
+      },
+      MyProject
+    >;
+    /** mutation — REST: `DELETE /invitations/{invitation_id}` */
+    decline: $Mutation<
+      {
+        /** An invitation's id (`<project id>.<invitation>`). */
         id: string;
       },
       undefined

@@ -16,10 +16,13 @@ from pydantic import BaseModel, Field
 from idempotency import run_once
 from pagination import Page, PageCursor, PageLimit, query_binding
 from routers import health
-from routers.api_keys import ApiKeyInfo, ApiKeyRequest, IssuedApiKey, KeyId
+from routers.api_keys import ApiKeyInfo, ApiKeyRequest, IssuedApiKey
+from routers.fields import ApiKeyId as KeyId
+from routers.fields import InvitationId, ProjectId, SubjectId, Tag, TaskId
+from routers.fields import SubjectId as MemberId
 from routers.health import HealthStatus
+from routers.invitations import InvitationCreate, InvitationView
 from routers.me import Profile, ProfilePatch
-from routers.projects import MemberId, ProjectId
 from routers.schemas import (
     Member,
     MemberAdd,
@@ -33,8 +36,7 @@ from routers.schemas import (
     TaskPatch,
     TaskView,
 )
-from routers.tasks import TaskId
-from services import projects, tasks
+from services import invitations, projects, tasks
 from services.api_keys import issue_api_key, my_api_keys, revoke_my_api_key
 from services.profiles import change_profile, get_or_create_profile
 from trpc.procedure import Call, Kind, Params, Procedure
@@ -122,8 +124,8 @@ class ProjectTasksPage(Params):
         Literal["created", "due"], Field(description="created (oldest first) or due (soonest first)")
     ] = "created"
     status: Status | None = None
-    assignee: Annotated[str | None, Field(max_length=128)] = None
-    tag: Annotated[str | None, Field(max_length=32)] = None
+    assignee: SubjectId | None = None
+    tag: Tag | None = None
 
 
 class TaskRef(Params):
@@ -148,6 +150,24 @@ class MyTasksPage(Params):
 
 class ApiKeyRef(Params):
     id: KeyId
+
+
+class ProjectInvitations(Params):
+    project_id: ProjectId
+
+
+class NewInvitation(Params):
+    project_id: ProjectId
+    idempotency_key: IdempotencyKeyInput = None
+
+
+class ProjectInvitationRef(Params):
+    project_id: ProjectId
+    invitation_id: InvitationId
+
+
+class InvitationRef(Params):
+    id: InvitationId
 
 
 _declared: list[Procedure] = []
@@ -288,9 +308,7 @@ def _add_member(call: Call, params: NewMember, body: MemberAdd) -> dict[str, Any
     user, settings = call.user, call.settings
 
     def produce() -> dict[str, Any]:
-        membership = projects.add_member(
-            user, settings, params.project_id, body.subject, body.email, body.role
-        )
+        membership = projects.add_member(user, settings, params.project_id, body.subject, body.role)
         return Member.of(membership).model_dump(mode="json")
 
     return _create_once(call, params.idempotency_key, body, produce, project_id=params.project_id)
@@ -397,6 +415,70 @@ def _create_api_key(call: Call, params: None, body: ApiKeyRequest) -> IssuedApiK
 @mutation("apiKeys.revoke", ("DELETE", "/api-keys/{key_id}"), params=ApiKeyRef)
 def _revoke_api_key(call: Call, params: ApiKeyRef, body: None) -> None:
     revoke_my_api_key(call.user, params.id)
+
+
+# -- invitations -----------------------------------------------------------------------------------------
+@query(
+    "projects.invitations.list",
+    "/projects/{project_id}/invitations",
+    params=ProjectInvitations,
+    output=Page[InvitationView],
+)
+def _project_invitations(call: Call, params: ProjectInvitations, body: None) -> Page[InvitationView]:
+    items = invitations.project_invitations(call.user, params.project_id)
+    return Page[InvitationView](items=[InvitationView.of(item) for item in items])
+
+
+@mutation(
+    "projects.invitations.create",
+    ("POST", "/projects/{project_id}/invitations"),
+    params=NewInvitation,
+    body=InvitationCreate,
+    output=InvitationView,
+)
+def _invite(call: Call, params: NewInvitation, body: InvitationCreate) -> dict[str, Any]:
+    user = call.user
+
+    def produce() -> dict[str, Any]:
+        invitation = invitations.invite(user, params.project_id, body.email, body.role)
+        return InvitationView.of(invitation).model_dump(mode="json")
+
+    return _create_once(call, params.idempotency_key, body, produce, project_id=params.project_id)
+
+
+@mutation(
+    "projects.invitations.revoke",
+    ("DELETE", "/projects/{project_id}/invitations/{invitation_id}"),
+    params=ProjectInvitationRef,
+)
+def _revoke_invitation(call: Call, params: ProjectInvitationRef, body: None) -> None:
+    invitations.revoke_invitation(call.user, params.project_id, params.invitation_id)
+
+
+@query("invitations.mine", "/me/invitations", params=Pagination, output=Page[InvitationView])
+def _my_invitations(call: Call, params: Pagination, body: None) -> Page[InvitationView]:
+    binding = _binding(call)
+    items, last_key = invitations.my_invitations(
+        call.user, call.settings, params.limit, call.cursors.decode(params.cursor, binding)
+    )
+    return Page[InvitationView](
+        items=[InvitationView.of(item) for item in items], next_cursor=call.cursors.encode(last_key, binding)
+    )
+
+
+@mutation(
+    "invitations.accept",
+    ("POST", "/invitations/{invitation_id}/accept"),
+    params=InvitationRef,
+    output=MyProject,
+)
+def _accept_invitation(call: Call, params: InvitationRef, body: None) -> MyProject:
+    return MyProject.of(invitations.accept(call.user, call.settings, params.id))
+
+
+@mutation("invitations.decline", ("DELETE", "/invitations/{invitation_id}"), params=InvitationRef)
+def _decline_invitation(call: Call, params: InvitationRef, body: None) -> None:
+    invitations.decline(call.user, call.settings, params.id)
 
 
 PROCEDURES: tuple[Procedure, ...] = tuple(_declared)

@@ -12,7 +12,7 @@ import {
   TRPCClientError,
   type TRPCClient,
 } from "@trpc/client";
-import { tour } from "../example.js";
+import { invitationTour, tour } from "../example.js";
 import type { AppRouter } from "../trpc.js";
 import { bearer, expensiveLimit, tokens, trpcUrl } from "./stack.js";
 
@@ -103,6 +103,21 @@ for (const kind of LINKS) {
 
       const gone = await refusal(alice.projects.byId.query({ id: result.project.id }));
       assert.equal(gone.data?.code, "NOT_FOUND");
+    });
+
+    test("an invitation brings in the invited, verified address", async () => {
+      const alice = clientWith(kind, bearer(tokens.alice));
+      const bob = clientWith(kind, bearer(tokens.bob));
+      const bobsAddress = (await bob.me.get.query()).email;
+      assert.ok(bobsAddress, "the demo user has an address");
+
+      const result = await invitationTour(alice, bob, bobsAddress);
+
+      assert.equal(result.invitation.email, bobsAddress);
+      assert.ok(result.pending.items.some((pending) => pending.id === result.invitation.id));
+      assert.ok(result.mine.items.some((mine) => mine.id === result.invitation.id));
+      assert.equal(result.joined.id, result.invitation.project_id);
+      assert.equal(result.joined.my_role, "editor");
     });
 
     test("a batch settles each call on its own", async () => {
