@@ -69,15 +69,15 @@ def test_every_rest_operation_has_a_procedure_or_is_listed_as_rest_only(document
 def test_a_rest_operation_added_without_a_procedure_is_named() -> None:
     app = create_app(Settings())
 
-    @app.post("/projects/{project_id}/invitations", tags=["projects"])
-    async def invite(project_id: str) -> None:
+    @app.post("/projects/{project_id}/exports", tags=["projects"])
+    async def export(project_id: str) -> None:
         return None
 
     @app.get("/admin/reports", tags=["admin"])
     async def reports() -> None:
         return None
 
-    assert _without_procedure(app.openapi()) == [("POST", "/projects/{project_id}/invitations")]
+    assert _without_procedure(app.openapi()) == [("POST", "/projects/{project_id}/exports")]
 
 
 def test_every_procedure_mirrors_an_operation_of_the_document(document: dict[str, Any]) -> None:
@@ -132,6 +132,12 @@ def test_the_contract_names_of_the_procedures() -> None:
         "apiKeys.list",
         "apiKeys.create",
         "apiKeys.revoke",
+        "projects.invitations.list",
+        "projects.invitations.create",
+        "projects.invitations.revoke",
+        "invitations.mine",
+        "invitations.accept",
+        "invitations.decline",
     }
 
 
