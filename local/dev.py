@@ -62,6 +62,7 @@ def _banner(resources: LocalResources, api_port: int) -> str:
   Demo users (password {DEMO_PASSWORD}):
 {users}
   Demo data: project "Launch plan" (alice owns it, bob edits it) with four tasks.
+  The table stream's consumer runs here too: activity feeds, purges of deleted projects.
 
   Access token:  make -s token            (alice)   |   make -s token as=bob
   Try it:        curl -H "Authorization: Bearer $(make -s token)" {base}/me
@@ -122,11 +123,19 @@ def main() -> int:
 
     standin = StandIn.start(aws_port, log_file=STATE_DIR / "standin.log")
     server: subprocess.Popen[bytes] | None = None
+    poller: subprocess.Popen[bytes] | None = None
     try:
         resources = provision(standin.endpoint)
         seed_demo_data(seed_demo_users(resources))
         STACK_FILE.write_text(resources.to_json())
         print(_banner(resources, api_port), flush=True)
+        # The table stream's consumer, as deployed: activity feed, purges, refreshes, unassignments.
+        poller = subprocess.Popen(
+            [sys.executable, "-m", "local.stream_poller", "--parent-pid", str(os.getpid())],
+            cwd=ROOT,
+            env={**os.environ, **resources.app_environment()},
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, safe before exec
+        )
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -159,12 +168,13 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        if server and server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        for child in (server, poller):
+            if child and child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
         standin.stop()
         STACK_FILE.unlink(missing_ok=True)
 

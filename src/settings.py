@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     dynamodb_read_timeout_seconds: float = 2.5
     dynamodb_max_retry_attempts: int = 2
 
+    # The activity feed (written by the stream consumer): entries expire this many days after the change
+    # (the table's TTL; readers hide older ones at once). Template parameter ActivityRetentionDays.
+    activity_retention_days: int = Field(default=90, ge=1, le=3650)
+
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, data: object) -> object:
