@@ -35,7 +35,9 @@ def consumer(aws_resources: LocalResources, app_environment: dict[str, str]) -> 
 
 
 def _partition(project_id: str) -> list[models.table.StratusItem]:
-    keys = models.table.StratusItem.query(models.project.project_key(project_id), attributes_to_get=["pk", "sk"])
+    keys = models.table.StratusItem.query(
+        models.project.project_key(project_id), attributes_to_get=["pk", "sk"]
+    )
     return list(keys)
 
 
@@ -85,7 +87,9 @@ def test_a_deleted_project_is_gone_at_once_and_the_consumer_purges_its_partition
     project_id = client.post("/projects", headers=bearer(owner), json={"name": "Orbit"}).json()["id"]
     client.post(f"/projects/{project_id}/members", headers=bearer(owner), json={"subject": member["sub"]})
     task_ids = [
-        client.post(f"/projects/{project_id}/tasks", headers=bearer(owner), json={"title": f"t{i}"}).json()["id"]
+        client.post(f"/projects/{project_id}/tasks", headers=bearer(owner), json={"title": f"t{i}"}).json()[
+            "id"
+        ]
         for i in range(3)
     ]
     consumer.run()  # the feed of what happened so far: purged with the rest
@@ -178,7 +182,9 @@ def test_the_consumers_refresh_loses_the_race_to_a_newer_rename(
         result = call.proceed()
         if call.operation == "GetItem" and not renamed_meanwhile:
             renamed_meanwhile = True
-            response = client.patch(f"/projects/{project_id}", headers=bearer(owner), json={"name": "Orbit III"})
+            response = client.patch(
+                f"/projects/{project_id}", headers=bearer(owner), json={"name": "Orbit III"}
+            )
             assert response.status_code == 200, response.text
         return result
 
@@ -215,7 +221,9 @@ def test_removing_a_member_unassigns_a_bounded_number_at_once_and_the_consumer_t
     owner, member = make_user(), make_user()
     project_id = client.post("/projects", headers=bearer(owner), json={"name": "Orbit"}).json()["id"]
     client.post(
-        f"/projects/{project_id}/members", headers=bearer(owner), json={"subject": member["sub"], "role": "editor"}
+        f"/projects/{project_id}/members",
+        headers=bearer(owner),
+        json={"subject": member["sub"], "role": "editor"},
     )
     batch = models.task.UNASSIGN_BATCH
     for i in range(batch + 2):

@@ -298,7 +298,8 @@ def purge_round(
         chunk.append(item)
         if len(chunk) == _BATCH_WRITE_LIMIT and not delete_chunk():
             return PurgeRound(deleted, finished=False)
-    return PurgeRound(deleted, finished=delete_chunk())
+    finished = delete_chunk()
+    return PurgeRound(deleted, finished)
 
 
 def _roles_condition(
