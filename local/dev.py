@@ -40,6 +40,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def _background_child() -> None:
+    _die_with_parent()
+    os.nice(10)
+
+
 def _choose_aws_port() -> int:
     configured = os.environ.get("AWS_PORT", "")
     if configured:
@@ -129,13 +134,6 @@ def main() -> int:
         seed_demo_data(seed_demo_users(resources))
         STACK_FILE.write_text(resources.to_json())
         print(_banner(resources, api_port), flush=True)
-        # The table stream's consumer, as deployed: activity feed, purges, refreshes, unassignments.
-        poller = subprocess.Popen(
-            [sys.executable, "-m", "local.stream_poller", "--parent-pid", str(os.getpid())],
-            cwd=ROOT,
-            env={**os.environ, **resources.app_environment()},
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, safe before exec
-        )
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -162,6 +160,14 @@ def main() -> int:
                 **resources.app_environment(),
             },
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, safe before exec
+        )
+        # The table stream's consumer, as deployed: activity feed, purges, refreshes, unassignments. Its own
+        # process, at a lower CPU priority: requests never wait for it.
+        poller = subprocess.Popen(
+            [sys.executable, "-m", "local.stream_poller", "--parent-pid", str(os.getpid())],
+            cwd=ROOT,
+            env={**os.environ, **resources.app_environment()},
+            preexec_fn=_background_child,  # noqa: PLW1509 - only calls prctl and nice, safe before exec
         )
         signal.signal(signal.SIGTERM, lambda *_: server.terminate() if server else None)
         return server.wait()

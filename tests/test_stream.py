@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from fastapi.testclient import TestClient
-from local.resources import LocalResources
+from local.resources import LocalResources, aws_client
 from local.stream_poller import InvocationContext
 
 import models
@@ -34,11 +34,13 @@ def consumer(aws_resources: LocalResources, app_environment: dict[str, str]) -> 
     return Consumer(aws_resources)
 
 
-def _partition(project_id: str) -> list[models.table.StratusItem]:
-    keys = models.table.StratusItem.query(
-        models.project.project_key(project_id), attributes_to_get=["pk", "sk"]
+def _partition(project_id: str) -> list[str]:
+    """The sort keys of every item in the project's partition, whatever its type."""
+    page = models.table.StratusItem._get_connection().query(
+        models.project.project_key(project_id), attributes_to_get=["sk"]
     )
-    return list(keys)
+    assert "LastEvaluatedKey" not in page
+    return [item["sk"]["S"] for item in page["Items"]]
 
 
 def _names(client: TestClient, user: dict[str, str]) -> list[str]:
@@ -81,7 +83,7 @@ def _follow_up_warnings(log: io.StringIO) -> list[dict[str, Any]]:
 
 
 def test_a_deleted_project_is_gone_at_once_and_the_consumer_purges_its_partition(
-    consumer: Consumer, client: TestClient, make_user: Any
+    consumer: Consumer, client: TestClient, make_user: Any, aws_resources: LocalResources
 ) -> None:
     owner, member = make_user(), make_user()
     project_id = client.post("/projects", headers=bearer(owner), json={"name": "Orbit"}).json()["id"]
@@ -93,7 +95,12 @@ def test_a_deleted_project_is_gone_at_once_and_the_consumer_purges_its_partition
         for i in range(3)
     ]
     consumer.run()  # the feed of what happened so far: purged with the rest
-    assert any(item.sk.startswith("ACTIVITY#") for item in _partition(project_id))
+    assert any(sk.startswith("ACTIVITY#") for sk in _partition(project_id))
+    # An item of a type this code does not know (another version's, say) is purged too.
+    aws_client("dynamodb", aws_resources.endpoint).put_item(
+        TableName=aws_resources.table_name,
+        Item={"pk": {"S": f"PROJECT#{project_id}"}, "sk": {"S": "LATER#1"}, "type": {"S": "Later"}},
+    )
 
     assert client.delete(f"/projects/{project_id}", headers=bearer(owner)).status_code == 204
 
@@ -102,7 +109,7 @@ def test_a_deleted_project_is_gone_at_once_and_the_consumer_purges_its_partition
     for task_id in task_ids:
         assert client.get(f"/tasks/{task_id}", headers=bearer(owner)).status_code == 404
     assert _names(client, owner) == _names(client, member) == []
-    assert len([item for item in _partition(project_id) if item.sk.startswith("TASK#")]) == 3
+    assert len([sk for sk in _partition(project_id) if sk.startswith("TASK#")]) == 3
 
     consumer.run()
     assert consumer.given_up == []
@@ -326,3 +333,52 @@ def test_with_too_little_time_left_no_record_starts_and_all_are_retried(
     # Every record failed, so the invocation fails and Lambda retries the batch; nothing was started.
     assert len(failure.value.child_exceptions) == len(records)
     assert calls.operations() == []
+
+
+def test_a_long_unassignment_goes_on_through_checkpoints_until_done(
+    consumer: Consumer,
+    client: TestClient,
+    make_user: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    app_log: io.StringIO,
+) -> None:
+    """Rounds of one Query page of two tasks: five assigned tasks take several rounds, as a member with
+    thousands of tasks does in rounds of 2 000."""
+    monkeypatch.setattr(models.task, "UNASSIGN_BATCH", 1)
+    monkeypatch.setattr(models.task, "UNASSIGN_PAGE", 2)
+    monkeypatch.setattr(stream.followups, "UNASSIGN_ROUND_PAGES", 1)
+    owner, member = make_user(), make_user()
+    project_id = client.post("/projects", headers=bearer(owner), json={"name": "Orbit"}).json()["id"]
+    client.post(
+        f"/projects/{project_id}/members",
+        headers=bearer(owner),
+        json={"subject": member["sub"], "role": "editor"},
+    )
+    tasks = [
+        client.post(
+            f"/projects/{project_id}/tasks",
+            headers=bearer(owner),
+            json={"title": f"t{i}", "assignee": member["sub"]},
+        ).json()
+        for i in range(5)
+    ]
+    client.post(f"/projects/{project_id}/tasks", headers=bearer(owner), json={"title": "unassigned"})
+    assert (
+        client.delete(f"/projects/{project_id}/members/{member['sub']}", headers=bearer(owner)).status_code
+        == 204
+    )
+
+    rounds = consumer.run()
+
+    assert consumer.given_up == []
+    for task in tasks:
+        assert client.get(f"/tasks/{task['id']}", headers=bearer(owner)).json()["assignee"] is None
+    assert rounds >= 3
+    assert not [sk for sk in _partition(project_id) if sk.startswith("CHECKPOINT#")]
+    (finished,) = [
+        json.loads(line)
+        for line in app_log.getvalue().splitlines()
+        if line.startswith("{") and json.loads(line).get("message") == "unassignment finished"
+    ]
+    assert (finished["subject"], finished["stopped"]) == (member["sub"], False)
+    assert finished["tasks"] == 4  # the request cleared the first

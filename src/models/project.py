@@ -16,8 +16,8 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.connection import Connection, TableConnection
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
@@ -265,15 +265,18 @@ class PurgeRound:
 def purge_round(
     project_id: str, keep: frozenset[str], *, max_items: int, go_on: Callable[[], bool]
 ) -> PurgeRound:
-    """Deletes up to `max_items` of what is left in a deleted project's partition (tasks, activity,
-    tombstones, jobs, any membership), one BatchWriteItem per 25, except the items whose sort keys are in
-    `keep` (the purge's own checkpoint). Asks `go_on()` before every BatchWriteItem and stops when it says
-    no. `finished`: the partition held nothing more.
+    """Deletes up to `max_items` of what is left in a deleted project's partition, whatever its items are
+    (tasks, activity, tombstones, checkpoints, items of types this code does not know), one
+    BatchWriteItem per 25, except the items whose sort keys are in `keep` (the purge's own checkpoint).
+    Asks `go_on()` before every BatchWriteItem and stops when it says no. `finished`: the partition held
+    nothing more.
 
-    Idempotent: each round reads what is left, so a repeated round deletes nothing twice. Raises whatever
-    DynamoDB answered."""
+    Reads with the table's own connection: a query through the models would only see the item types
+    this process has imported (PynamoDB filters on the discriminator). Idempotent: each round reads what
+    is left, so a repeated round deletes nothing twice. Raises whatever DynamoDB answered."""
+    table = StratusItem._get_connection()
     deleted = 0
-    chunk: list[StratusItem] = []
+    chunk: list[dict[str, Any]] = []
 
     def delete_chunk() -> bool:
         nonlocal deleted
@@ -281,25 +284,44 @@ def purge_round(
             return True
         if not go_on():
             return False
-        with StratusItem.batch_write() as batch:
-            for item in chunk:
-                batch.delete(item)
+        _delete_keys(table, chunk)
         deleted += len(chunk)
         chunk.clear()
         return True
 
-    keys = StratusItem.query(project_key(project_id), attributes_to_get=["pk", "sk"], page_size=_PURGE_PAGE)
-    for item in keys:
-        if item.sk in keep:
-            continue
-        if deleted + len(chunk) == max_items:
-            delete_chunk()
-            return PurgeRound(deleted, finished=False)
-        chunk.append(item)
-        if len(chunk) == _BATCH_WRITE_LIMIT and not delete_chunk():
-            return PurgeRound(deleted, finished=False)
-    finished = delete_chunk()
-    return PurgeRound(deleted, finished)
+    start: dict[str, Any] | None = None
+    while True:
+        page = table.query(
+            project_key(project_id),
+            attributes_to_get=["pk", "sk"],
+            limit=_PURGE_PAGE,
+            exclusive_start_key=start,
+        )
+        for key in page.get("Items", ()):
+            if key["sk"]["S"] in keep:
+                continue
+            if deleted + len(chunk) == max_items:
+                delete_chunk()
+                return PurgeRound(deleted, finished=False)
+            chunk.append(key)
+            if len(chunk) == _BATCH_WRITE_LIMIT and not delete_chunk():
+                return PurgeRound(deleted, finished=False)
+        start = page.get("LastEvaluatedKey")
+        if start is None:
+            finished = delete_chunk()
+            return PurgeRound(deleted, finished)
+
+
+def _delete_keys(table: TableConnection, keys: list[dict[str, Any]]) -> None:
+    """One BatchWriteItem, and one more for what DynamoDB left unprocessed (under load); raises when
+    something is still left (the caller's round is repeated later)."""
+    for _ in range(2):
+        answer = table.batch_write_item(delete_items=keys)
+        unprocessed = answer.get("UnprocessedItems", {}).get(table.table_name, [])
+        if not unprocessed:
+            return
+        keys = [request["DeleteRequest"]["Key"] for request in unprocessed]
+    raise PutError(f"{len(keys)} deletions left unprocessed")
 
 
 def _roles_condition(
