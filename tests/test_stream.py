@@ -17,7 +17,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from fastapi.testclient import TestClient
 from local.resources import LocalResources, aws_client
-from local.stream_poller import InvocationContext
+from local.stream_poller import InvocationContext, deliver
 
 import models
 import stream
@@ -382,3 +382,20 @@ def test_a_long_unassignment_goes_on_through_checkpoints_until_done(
     ]
     assert (finished["subject"], finished["stopped"]) == (member["sub"], False)
     assert finished["tasks"] == 4  # the request cleared the first
+
+
+def test_the_local_stack_retries_from_the_first_failed_record_as_lambda_does() -> None:
+    records = [{"dynamodb": {"SequenceNumber": str(n)}} for n in range(1, 5)]
+    seen: list[list[str]] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        numbers = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]]
+        seen.append(numbers)
+        # Record 2 fails twice, then succeeds; record 4 fails every time.
+        failing = [n for n in numbers if n == "4" or (n == "2" and len(seen) <= 2)]
+        return {"batchItemFailures": [{"itemIdentifier": n} for n in failing]}
+
+    given_up = deliver(handler, records, retry_attempts=3, pause=lambda _: None)
+
+    assert seen == [["1", "2", "3", "4"], ["2", "3", "4"], ["2", "3", "4"], ["4"]]
+    assert given_up == [records[3]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Request
@@ -92,9 +91,8 @@ async def list_activity(
     cursor: PageCursor = None,
 ) -> Page[ActivityEntry]:
     binding = query_binding(request.url.path, user.subject)
-    retention = timedelta(days=settings.activity_retention_days)
     items, last_key = activity.project_activity(
-        user, project_id, retention, limit, cursors.decode(cursor, binding)
+        user, project_id, settings.activity_retention_days, limit, cursors.decode(cursor, binding)
     )
     return Page[ActivityEntry](
         items=[ActivityEntry.of(entry) for entry in items], next_cursor=cursors.encode(last_key, binding)

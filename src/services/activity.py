@@ -4,7 +4,7 @@ and new images by the stream consumer, never on the request path), and reading t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -204,14 +204,14 @@ def record_change(change: TableChange, retention: timedelta) -> bool:
 
 
 def project_activity(
-    principal: Principal, project_id: str, retention: timedelta, limit: int, start_key: dict[str, Any] | None
+    principal: Principal, project_id: str, retention_days: int, limit: int, start_key: dict[str, Any] | None
 ) -> tuple[list[activity.Activity], dict[str, Any] | None]:
-    """GetItem (members only: 404 otherwise) + one Query per page, newest first."""
+    """GetItem (members only: 404 otherwise) + one Query per page, newest first; entries past the
+    retention are not read (the table's TTL removes them lazily)."""
     # Imported here: the stream consumer imports this module for entries_of and never needs the API's
-    # authorization (and its imports).
-    from datetime import UTC
-
+    # authorization (and its imports: Cognito, the error types).
     from services.projects import visible_project
 
     visible_project(principal, project_id)
-    return activity.list_activity(project_id, datetime.now(UTC) - retention, limit, start_key)
+    since = datetime.now(UTC) - timedelta(days=retention_days)
+    return activity.list_activity(project_id, since, limit, start_key)
