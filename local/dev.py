@@ -40,6 +40,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def _background_child() -> None:
+    _die_with_parent()
+    os.nice(10)
+
+
 def _choose_aws_port() -> int:
     configured = os.environ.get("AWS_PORT", "")
     if configured:
@@ -63,6 +68,7 @@ def _banner(resources: LocalResources, api_port: int) -> str:
   Demo users (password {DEMO_PASSWORD}):
 {users}
   Demo data: project "Launch plan" (alice owns it, bob edits it) with four tasks.
+  The table stream's consumer runs here too: activity feeds, purges of deleted projects.
 
   Access token:  make -s token            (alice)   |   make -s token as=bob
   Try it:        curl -H "Authorization: Bearer $(make -s token)" {base}/me
@@ -123,6 +129,7 @@ def main() -> int:
 
     standin = StandIn.start(aws_port, log_file=STATE_DIR / "standin.log")
     server: subprocess.Popen[bytes] | None = None
+    poller: subprocess.Popen[bytes] | None = None
     try:
         resources = provision(standin.endpoint)
         seed_demo_data(seed_demo_users(resources))
@@ -155,17 +162,26 @@ def main() -> int:
             },
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, safe before exec
         )
+        # The table stream's consumer, as deployed: activity feed, purges, refreshes, unassignments. Its own
+        # process, at a lower CPU priority: requests never wait for it.
+        poller = subprocess.Popen(
+            [sys.executable, "-m", "local.stream_poller", "--parent-pid", str(os.getpid())],
+            cwd=ROOT,
+            env={**os.environ, **resources.app_environment()},
+            preexec_fn=_background_child,  # noqa: PLW1509 - only calls prctl and nice, safe before exec
+        )
         signal.signal(signal.SIGTERM, lambda *_: server.terminate() if server else None)
         return server.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        if server and server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        for child in (server, poller):
+            if child and child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
         standin.stop()
         STACK_FILE.unlink(missing_ok=True)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import json
 import os
 import signal
 import socket
@@ -17,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +78,121 @@ def stop_tracking_model_instances() -> None:
     BaseModel.__new__ = staticmethod(untracked)  # type: ignore[method-assign]
 
 
+def roll_back_transactions_item_by_item() -> None:
+    """moto undoes a cancelled TransactWriteItems by restoring a deep copy of every table it names, taken
+    before each transaction: each transaction costs time in proportion to the whole table and its stream
+    (seconds for a few thousand items, past the app's read timeout). This takes copies of the items the
+    transaction names instead, and on cancellation puts them back and drops the stream records it added:
+    the same outcome at the cost of the transaction's own items. moto's own code still runs every
+    condition and write."""
+    import moto.dynamodb.models as dynamodb_models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    class TablesByReference:
+        """`copy` as moto's transaction code sees it: a table is "copied" as itself (and not restored by
+        moto); everything else is copied as usual."""
+
+        def deepcopy(self, value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(copy, name)
+
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        snapshot = _TransactionSnapshot.take(self, transact_items)
+        try:
+            original(self, transact_items)
+        except Exception:
+            snapshot.restore()
+            raise
+
+    setattr(dynamodb_models, "copy", TablesByReference())  # noqa: B010 - not an attribute moto exports
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+@dataclass
+class _TransactionSnapshot:
+    """The items a transaction names, as they were before it, and how long each table's stream was."""
+
+    items: list[tuple[Any, Any, Any, Any]]
+    streams: dict[str, tuple[Any, int]]
+
+    @classmethod
+    def take(cls, backend: Any, transact_items: list[dict[str, Any]]) -> _TransactionSnapshot:
+        snapshot = cls([], {})
+        for entry in transact_items:
+            for operation in entry.values():
+                table = backend.tables.get(operation.get("TableName", ""))
+                if table is None:
+                    continue
+                try:
+                    hash_key, range_key = backend.get_keys_value(
+                        table, operation.get("Item") or operation.get("Key") or {}
+                    )
+                except Exception:  # noqa: S112 - moto's own code reports the malformed request
+                    continue
+                item = copy.deepcopy(table.get_item(hash_key, range_key))
+                snapshot.items.append((table, hash_key, range_key, item))
+                if table.stream_shard is not None:
+                    snapshot.streams.setdefault(table.name, (table, len(table.stream_shard.items)))
+        return snapshot
+
+    def restore(self) -> None:
+        for table, hash_key, range_key, item in reversed(self.items):
+            if range_key is None:
+                if item is None:
+                    table.items.pop(hash_key, None)
+                else:
+                    table.items[hash_key] = item
+            elif item is None:
+                table.items[hash_key].pop(range_key, None)
+            else:
+                table.items[hash_key][range_key] = item
+        for table, length in self.streams.values():
+            del table.stream_shard.items[length:]
+
+
+# Reads whose answers are only items in DynamoDB JSON (and counts and keys).
+_PLAIN_JSON_READS = frozenset({"GetItem", "BatchGetItem", "Query"})
+
+
+def answer_reads_as_plain_json() -> None:
+    """moto writes every answer through its generic, model-driven serializer: about 5 ms per item read
+    and 25 ms per stream record on this machine, so one Query page of 250 items took 2 s (near the app's
+    read timeout) and reading a purge's thousand stream records half a minute. Items and stream records
+    are DynamoDB JSON already: these reads are answered with json.dumps, the same document (errors still
+    go through moto's serializer)."""
+    from moto.dynamodb.models.utilities import dynamo_json_dump
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    serialized = DynamoHandler.serialized
+
+    def plain_reads(self: DynamoHandler, result: Any) -> Any:
+        if self._get_action() not in _PLAIN_JSON_READS or isinstance(result.result, Exception):
+            return serialized(self, result)
+        document = {name: value for name, value in (result.result or {}).items() if value is not None}
+        headers = {"Content-Type": "application/x-amz-json-1.0", **self.response_headers}
+        return 200, headers, dynamo_json_dump(document)
+
+    DynamoHandler.serialized = plain_reads  # type: ignore[method-assign, assignment]
+
+    def epoch_seconds(value: object) -> float:
+        if isinstance(value, datetime):
+            return value.timestamp()
+        raise TypeError(f"not JSON: {type(value).__name__}")
+
+    def get_records(self: DynamoDBStreamsHandler) -> str:
+        limit = self._get_param("Limit") or 1000
+        answer = self.backend.get_records(self._get_param("ShardIterator"), limit)
+        return json.dumps(answer, default=epoch_seconds)
+
+    DynamoDBStreamsHandler.get_records = get_records  # type: ignore[assignment, method-assign]
+
+
 def serve(port: int, parent_pid: int | None) -> None:
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
@@ -84,6 +202,8 @@ def serve(port: int, parent_pid: int | None) -> None:
     from werkzeug.serving import make_server
 
     stop_tracking_model_instances()
+    roll_back_transactions_item_by_item()
+    answer_reads_as_plain_json()
     app = OneDynamoDbCallAtATime(DomainDispatcherApplication(create_backend_app))
     server = make_server(HOST, port, app, threaded=True, request_handler=MotoRequestHandler)
     threading.Thread(target=server.serve_forever, name="standin", daemon=True).start()

@@ -22,7 +22,7 @@ from observability import REQUEST_ID_HEADER, RequestContextMiddleware
 from openapi import install_openapi
 from pagination import CursorCodec
 from ratelimit import install_rate_limits
-from routers import admin, api_keys, health, invitations, me, projects, root, tasks
+from routers import activity, admin, api_keys, health, invitations, me, projects, root, tasks
 from services.api_keys import authenticate_api_key
 from settings import Settings, get_settings
 from trpc.mount import TrpcMount, describe_in_openapi
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(projects.router)
     app.include_router(tasks.router)
     app.include_router(invitations.router)
+    app.include_router(activity.router)
     app.include_router(api_keys.router)
     app.include_router(admin.router)
     # Last: API routes are matched first on every request; the docs pages are rarely asked for.

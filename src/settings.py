@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # tRPC (/trpc): the most calls one batch request may carry; each call counts against the rate limits.
     trpc_max_batch_size: int = Field(default=25, ge=1, le=100)
 
+    # The activity feed (written by the stream consumer): entries expire this many days after the change
+    # (the table's TTL; readers hide older ones at once). Template parameter ActivityRetentionDays.
+    activity_retention_days: int = Field(default=90, ge=1, le=3650)
+
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, data: object) -> object:

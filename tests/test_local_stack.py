@@ -12,9 +12,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
+from local.resources import aws_client
 from local.standin import HOST
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,6 +237,57 @@ def test_a_crashed_dev_leaves_nothing_behind_and_restarts(ports: tuple[int, int,
     finally:
         second.process.send_signal(signal.SIGINT)
         second.wait_or_kill(timeout=30)
+
+
+def test_make_dev_runs_the_stream_consumer_so_the_feed_and_the_purge_work_locally(
+    ports: tuple[int, int, Path],
+) -> None:
+    stack = DevStack(*ports)
+    try:
+        assert wait_until(stack.ready, 120), "make dev did not become ready"
+        token = stack.token("alice")
+        assert token.returncode == 0, token.stderr
+        alice = {"Authorization": f"Bearer {token.stdout.strip()}"}
+        api = httpx.Client(base_url=stack.base, headers=alice, timeout=10)
+
+        def activity(project_id: str) -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = api.get(f"/projects/{project_id}/activity").json()["items"]
+            return items
+
+        # The seed's own history: the project created, bob added, four tasks.
+        (demo,) = api.get("/projects").json()["items"]
+        assert wait_until(lambda: len(activity(demo["id"])) == 6, 60), activity(demo["id"])
+        task = api.get(f"/projects/{demo['id']}/tasks").json()["items"][0]
+        assert api.patch(f"/tasks/{task['id']}", json={"priority": "urgent"}).status_code == 200
+        assert wait_until(lambda: activity(demo["id"])[0]["action"] == "task.updated", 30)
+        assert activity(demo["id"])[0]["changes"][0]["field"] == "priority"
+
+        # A deleted project's tasks are purged by the consumer, as deployed.
+        doomed = api.post("/projects", json={"name": "Doomed"}).json()["id"]
+        for title in ("a", "b", "c"):
+            assert api.post(f"/projects/{doomed}/tasks", json={"title": title}).status_code == 201
+        assert api.delete(f"/projects/{doomed}").status_code == 204
+        resources = json.loads((stack.state_dir / "stack.json").read_text())
+        dynamodb = aws_client("dynamodb", resources["endpoint"])
+
+        def partition() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = dynamodb.query(
+                TableName=resources["table_name"],
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"PROJECT#{doomed}"}},
+            )["Items"]
+            return items
+
+        assert wait_until(lambda: partition() == [], 60), partition()
+        poller_pid = next(
+            pid for pid in descendants_of(stack.process.pid) if "stream_poller" in _cmdline(pid)
+        )
+    finally:
+        os.killpg(stack.process.pid, signal.SIGINT)
+        stack.wait_or_kill(timeout=30)
+    assert wait_until(lambda: not Path(f"/proc/{poller_pid}").exists(), 15)
+    output = stack.process.stdout.read() if stack.process.stdout else ""
+    assert "Traceback" not in output, output
 
 
 def _b64(segment: str) -> bytes:

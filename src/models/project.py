@@ -4,6 +4,8 @@ transactions as `roles`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -14,8 +16,8 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.connection import Connection
-from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
+from pynamodb.connection import Connection, TableConnection
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
@@ -35,6 +37,9 @@ from models.table import (
 MAX_MEMBERS = 50
 WRITER_ROLES = ("owner", "editor")
 _PROJECT_SK = "PROJECT"
+# A purge reads keys only: a page of 250 keys stays far below Query's 1 MB page limit.
+_PURGE_PAGE = 250
+_BATCH_WRITE_LIMIT = 25
 
 
 def project_key(project_id: str) -> str:
@@ -60,6 +65,9 @@ class Project(StratusItem, discriminator="Project"):
     roles = MapAttribute[str, str]()
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    # Who made the last change: the stream consumer's activity feed names them (a stream record has no
+    # caller of its own).
+    updated_by = UnicodeAttribute(null=True)
     # Managed explicitly (not PynamoDB's VersionAttribute, which resets the version on keys-only updates).
     version = NumberAttribute()
 
@@ -80,6 +88,9 @@ class Membership(StratusItem, discriminator="Membership"):
     project_name = UnicodeAttribute()
     archived = BooleanAttribute(default=False)
     joined_at = UTCDateTimeAttribute()
+    # The project version `project_name` and `archived` were copied from: a copy is only ever replaced by a
+    # newer one, so a refresh that arrives late never brings back an older name.
+    project_version = NumberAttribute(null=True)
 
 
 def role_path(subject: str) -> Path:
@@ -109,6 +120,7 @@ def membership_item(project: Project, subject: str, role: str, now: datetime) ->
         gsi1pk=my_projects_key(subject),
         # Fixed width, so that the sort key orders moments as strings (isoformat drops a zero fraction).
         gsi1sk=f"{now.isoformat(timespec='microseconds')}#{project.project_id}",
+        project_version=project.version,
     )
 
 
@@ -155,7 +167,11 @@ def update_project(
     """One UpdateItem on the changed attributes, conditional on the actor being a writer (and on the version
     when given); returns the new item. Raises ConditionNotMet when refused."""
     project = Project(project_key(project_id), _PROJECT_SK)
-    actions: list[Action] = [Project.updated_at.set(datetime.now(UTC)), Project.version.add(1)]
+    actions: list[Action] = [
+        Project.updated_at.set(datetime.now(UTC)),
+        Project.updated_by.set(actor),
+        Project.version.add(1),
+    ]
     actions += [getattr(Project, name).set(value) for name, value in changes.items()]
     condition: Condition = role_path(actor).is_in(*WRITER_ROLES)
     # An archived project is read-only until a change unarchives it (which may change other fields too).
@@ -172,50 +188,143 @@ def update_project(
     return project
 
 
-def refresh_memberships(project: Project) -> None:
-    """Copies the project's name and archived flag onto its membership items (one transaction).
+def refresh_memberships(project: Project, attempts: int = 3) -> None:
+    """Copies the project's name and archived flag onto its membership items, each only if the copy there
+    is older than this project version (one transaction; `attempts` at most).
 
-    Raises whatever DynamoDB answered: the API logs it and the stream consumer repeats the refresh."""
-    members = list(project.role_map())
-    if not members:
-        return
+    A membership whose copy is already as new (or gone) refuses its update and cancels the transaction;
+    the next attempt leaves it out. Raises whatever else DynamoDB answered: the API logs it and the
+    stream consumer repeats the refresh."""
+    pending = list(project.role_map())
+    version = int(project.version)
+    for _ in range(attempts):
+        if not pending:
+            return
+        try:
+            _copy_summary(project, version, pending)
+        except TransactWriteError as error:
+            refused = refused_items(error, len(pending))
+            pending = [subject for i, subject in enumerate(pending) if i not in refused]
+        else:
+            return
+
+
+def _copy_summary(project: Project, version: int, subjects: list[str]) -> None:
     with TransactWrite(connection=_connection()) as transaction:
-        for subject in members:
+        for subject in subjects:
             transaction.update(
                 Membership(project_key(project.project_id), member_key(subject)),
                 actions=[
                     Membership.project_name.set(project.name),
                     Membership.archived.set(project.archived),
+                    Membership.project_version.set(version),
                 ],
-                condition=Membership.pk.exists(),
+                condition=_older_copy(version),
             )
 
 
-def delete_project(project_id: str, actor: str, expected_version: int | None) -> None:
-    """Deletes the project item if the actor owns it (and the version matches). Raises ConditionNotMet."""
-    project = Project(project_key(project_id), _PROJECT_SK)
-    condition: Condition = equals(role_path(actor), "owner")
-    if expected_version is not None:
-        condition &= equals(Project.version, expected_version)
+def _older_copy(version: int) -> Condition:
+    """The membership exists and holds a copy older than `version` (or one written before copies were
+    versioned)."""
+    older = cast(Condition, Membership.project_version < version)
+    condition: Condition = Membership.pk.exists() & (Membership.project_version.does_not_exist() | older)
+    return condition
+
+
+def refused_items(error: TransactWriteError, count: int) -> set[int]:
+    """The indexes of a cancelled transaction's items (of `count`) whose own condition failed. Raises the
+    error when it was not such a refusal (throttling, a conflicting transaction): the caller's retry path
+    handles those."""
+    reasons = error.cancellation_reasons
+    if error.cause_response_code != "TransactionCanceledException" or len(reasons) != count:
+        raise error
+    refused = {i for i, reason in enumerate(reasons) if reason and reason.code == "ConditionalCheckFailed"}
+    if not refused:
+        raise error
+    return refused
+
+
+def delete_project(project: Project, actor: str) -> None:
+    """Deletes the project item and its memberships in one transaction (a project has at most
+    MAX_MEMBERS), conditional on the actor owning it and the project still being the version read, so the
+    memberships deleted are exactly its members. Everything else in its partition (tasks, activity) is
+    left to the stream consumer's purge. Raises ConditionNotMet when refused."""
+    condition: Condition = equals(role_path(actor), "owner") & equals(Project.version, project.version)
     try:
-        project.delete(condition=condition)
-    except DeleteError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            raise ConditionNotMet from None
-        raise
+        with TransactWrite(connection=_connection()) as transaction:
+            transaction.delete(Project(project_key(project.project_id), _PROJECT_SK), condition=condition)
+            for subject in project.role_map():
+                transaction.delete(Membership(project_key(project.project_id), member_key(subject)))
+    except TransactWriteError as error:
+        raise_refusal(error)
 
 
-def purge_project_items(project_id: str) -> int:
-    """Deletes every remaining item of the project's partition (tasks, memberships) in batches of 25.
+@dataclass(frozen=True)
+class PurgeRound:
+    deleted: int
+    finished: bool
 
-    Raises whatever DynamoDB answered: the API logs it and the stream consumer repeats the purge."""
-    removed = 0
-    keys = StratusItem.query(project_key(project_id), attributes_to_get=["pk", "sk"])
-    with StratusItem.batch_write() as batch:
-        for item in keys:
-            batch.delete(item)
-            removed += 1
-    return removed
+
+def purge_round(
+    project_id: str, keep: frozenset[str], *, max_items: int, go_on: Callable[[], bool]
+) -> PurgeRound:
+    """Deletes up to `max_items` of what is left in a deleted project's partition, whatever its items are
+    (tasks, activity, tombstones, checkpoints, items of types this code does not know), one
+    BatchWriteItem per 25, except the items whose sort keys are in `keep` (the purge's own checkpoint).
+    Asks `go_on()` before every BatchWriteItem and stops when it says no. `finished`: the partition held
+    nothing more.
+
+    Reads with the table's own connection: a query through the models would only see the item types
+    this process has imported (PynamoDB filters on the discriminator). Idempotent: each round reads what
+    is left, so a repeated round deletes nothing twice. Raises whatever DynamoDB answered."""
+    table = StratusItem._get_connection()
+    deleted = 0
+    chunk: list[dict[str, Any]] = []
+
+    def delete_chunk() -> bool:
+        nonlocal deleted
+        if not chunk:
+            return True
+        if not go_on():
+            return False
+        _delete_keys(table, chunk)
+        deleted += len(chunk)
+        chunk.clear()
+        return True
+
+    start: dict[str, Any] | None = None
+    while True:
+        page = table.query(
+            project_key(project_id),
+            attributes_to_get=["pk", "sk"],
+            limit=_PURGE_PAGE,
+            exclusive_start_key=start,
+        )
+        for key in page.get("Items", ()):
+            if key["sk"]["S"] in keep:
+                continue
+            if deleted + len(chunk) == max_items:
+                delete_chunk()
+                return PurgeRound(deleted, finished=False)
+            chunk.append(key)
+            if len(chunk) == _BATCH_WRITE_LIMIT and not delete_chunk():
+                return PurgeRound(deleted, finished=False)
+        start = page.get("LastEvaluatedKey")
+        if start is None:
+            finished = delete_chunk()
+            return PurgeRound(deleted, finished)
+
+
+def _delete_keys(table: TableConnection, keys: list[dict[str, Any]]) -> None:
+    """One BatchWriteItem, and one more for what DynamoDB left unprocessed (under load); raises when
+    something is still left (the caller's round is repeated later)."""
+    for _ in range(2):
+        answer = table.batch_write_item(delete_items=keys)
+        unprocessed = answer.get("UnprocessedItems", {}).get(table.table_name, [])
+        if not unprocessed:
+            return
+        keys = [request["DeleteRequest"]["Key"] for request in unprocessed]
+    raise PutError(f"{len(keys)} deletions left unprocessed")
 
 
 def _roles_condition(
@@ -260,7 +369,12 @@ def change_roles(
         with TransactWrite(connection=_connection()) as transaction:
             transaction.update(
                 Project(project_key(project_id), _PROJECT_SK),
-                actions=[role_action, Project.updated_at.set(now), Project.version.add(1)],
+                actions=[
+                    role_action,
+                    Project.updated_at.set(now),
+                    Project.updated_by.set(actor),
+                    Project.version.add(1),
+                ],
                 condition=condition,
             )
             if new_role is None:

@@ -5,16 +5,17 @@ concurrent updates of different fields never leave an index entry inconsistent."
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute, UTCDateTimeAttribute
-from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from models.project import WRITER_ROLES, Project, equals, project_key, role_path
+from models.project import WRITER_ROLES, Project, equals, project_key, refused_items, role_path
 from models.table import (
     INDEX_KEYS,
     TABLE_KEYS,
@@ -26,6 +27,11 @@ from models.table import (
 )
 
 NO_DUE_DATE = "9999-12-31"
+TOMBSTONE_LIFETIME = timedelta(days=1)
+# The unassignment after a member leaves: tasks per transaction (with the project's check, 26 items), and
+# tasks looked at per Query page of the consumer's rounds.
+UNASSIGN_BATCH = 25
+UNASSIGN_PAGE = 200
 
 
 def task_sort_key(task_suffix: str) -> str:
@@ -58,6 +64,8 @@ class Task(StratusItem, discriminator="Task"):
     created_by = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    # Who made the last change (absent: Stratus itself, e.g. the unassignment after a member left).
+    updated_by = UnicodeAttribute(null=True)
     version = NumberAttribute()
 
     def tag_list(self) -> list[str]:
@@ -136,7 +144,9 @@ def _commit(write: Callable[[TransactWrite], None], project_id: str, condition: 
         raise_refusal(error)
 
 
-def update_task(project_id: str, suffix: str, changes: dict[str, Any], expected_version: int | None) -> Task:
+def update_task(
+    project_id: str, suffix: str, changes: dict[str, Any], expected_version: int | None, actor: str
+) -> Task:
     """One UpdateItem of the changed attributes, returning the new item (ALL_NEW). Raises ConditionNotMet
     when the task is gone or its version differs from `expected_version`.
 
@@ -146,7 +156,11 @@ def update_task(project_id: str, suffix: str, changes: dict[str, Any], expected_
     item). A write admitted in that window is indistinguishable from one that arrived just before the
     removal, so the single UpdateItem is the better trade.
     """
-    actions: list[Action] = [Task.updated_at.set(datetime.now(UTC)), Task.version.add(1)]
+    actions: list[Action] = [
+        Task.updated_at.set(datetime.now(UTC)),
+        Task.updated_by.set(actor),
+        Task.version.add(1),
+    ]
     task_id = f"{project_id}.{suffix}"
     for name, value in changes.items():
         if name == "due_date":
@@ -170,14 +184,42 @@ def update_task(project_id: str, suffix: str, changes: dict[str, Any], expected_
     return task
 
 
-def delete_task(project_id: str, suffix: str, expected_version: int | None) -> None:
-    """One DeleteItem, conditional on the task existing at the expected version."""
+class TaskDeletion(StratusItem, discriminator="TaskDeletion"):
+    """pk=PROJECT#<pid>, sk=DELETED#<tid>: who deleted a task, written with the deletion (a REMOVE stream
+    record names no caller). The stream consumer turns it into the activity entry; it expires after a day
+    (the stream keeps records 24 hours)."""
+
+    task_id = UnicodeAttribute()
+    project_id = UnicodeAttribute()
+    title = UnicodeAttribute()
+    deleted_by = UnicodeAttribute()
+    deleted_at = UTCDateTimeAttribute()
+
+
+def delete_task(
+    project_id: str, suffix: str, expected_version: int | None, *, actor: str, title: str
+) -> None:
+    """One transaction: the task deleted if it exists at the expected version, and its tombstone put.
+    Raises ConditionNotMet when refused."""
+    now = datetime.now(UTC)
+    tombstone = TaskDeletion(
+        project_key(project_id),
+        f"DELETED#{suffix}",
+        task_id=f"{project_id}.{suffix}",
+        project_id=project_id,
+        title=title,
+        deleted_by=actor,
+        deleted_at=now,
+        expires_at=now + TOMBSTONE_LIFETIME,
+    )
     try:
-        Task(project_key(project_id), task_sort_key(suffix)).delete(condition=_exists_at(expected_version))
-    except DeleteError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            raise ConditionNotMet from None
-        raise
+        with TransactWrite(connection=StratusItem._get_connection().connection) as transaction:
+            transaction.delete(
+                Task(project_key(project_id), task_sort_key(suffix)), condition=_exists_at(expected_version)
+            )
+            transaction.save(tombstone)
+    except TransactWriteError as error:
+        raise_refusal(error)
 
 
 def _exists_at(expected_version: int | None) -> Condition:
@@ -238,30 +280,114 @@ def list_assigned_tasks(
     return bounded_page(results, Task, limit, INDEX_KEYS["gsi1"])
 
 
-def unassign_in_project(project_id: str, subject: str, *, from_partition: bool = False) -> None:
-    """Clears `subject` as assignee of the project's tasks (after they leave the project).
-
-    The API finds the tasks on the member's own index (gsi1: their assignments only). The stream consumer
-    reads the project's partition instead: its role may query the table but none of its indexes.
-    """
-    tasks = (
-        Task.query(
-            project_key(project_id),
-            Task.sk.startswith("TASK#"),
-            filter_condition=equals(Task.assignee, subject),
-        )
-        if from_partition
-        else Task.gsi1.query(assignee_key(subject), filter_condition=equals(Task.project_id, project_id))
-    )
-    for task in tasks:
-        if not isinstance(task, Task):
-            continue
-        try:
-            Task(task.pk, task.sk).update(
-                actions=[Task.assignee.remove(), Task.gsi1pk.remove(), Task.version.add(1)],
-                condition=equals(Task.assignee, subject),
+def _unassign(project_id: str, subject: str, keys: list[tuple[str, str]]) -> set[int] | None:
+    """One transaction: clears `subject` as assignee of the tasks at `keys` (each still assigned to them),
+    provided the project exists and `subject` is not (again) one of its members. Returns None when the
+    project refused (member back, or project gone), else the indexes of the tasks that refused (reassigned
+    or deleted meanwhile; nothing was written then). Raises whatever else DynamoDB answered."""
+    now = datetime.now(UTC)
+    try:
+        with TransactWrite(connection=StratusItem._get_connection().connection) as transaction:
+            transaction.condition_check(
+                Project,
+                project_key(project_id),
+                "PROJECT",
+                condition=Project.pk.exists() & role_path(subject).does_not_exist(),
             )
-        except UpdateError as error:
-            # Reassigned or deleted meanwhile: nothing left to clear.
-            if error.cause_response_code != "ConditionalCheckFailedException":
-                raise
+            for pk, sk in keys:
+                transaction.update(
+                    Task(pk, sk),
+                    actions=[
+                        Task.assignee.remove(),
+                        Task.gsi1pk.remove(),
+                        Task.updated_at.set(now),
+                        Task.updated_by.remove(),
+                        Task.version.add(1),
+                    ],
+                    condition=equals(Task.assignee, subject),
+                )
+    except TransactWriteError as error:
+        refused = refused_items(error, len(keys) + 1)
+        if 0 in refused:
+            return None
+        return {index - 1 for index in refused}
+    return set()
+
+
+def _unassign_batch(project_id: str, subject: str, keys: list[tuple[str, str]]) -> bool:
+    """Clears `subject` on up to UNASSIGN_BATCH tasks. A task that refuses is no longer theirs (reassigned
+    or deleted meanwhile) and is left out of the next attempt; three attempts at most. False when the
+    project refused (the member is back, or the project is gone)."""
+    for _ in range(3):
+        refused = _unassign(project_id, subject, keys)
+        if refused is None:
+            return False
+        keys = [key for index, key in enumerate(keys) if index not in refused]
+        if not refused or not keys:
+            return True
+    raise ConditionNotMet
+
+
+def unassign_in_project(project_id: str, subject: str) -> None:
+    """After `subject` left the project, clears them as assignee of the tasks found on the first page of
+    their own assignments (gsi1, UNASSIGN_BATCH evaluated): one Query and one transaction at most, so the
+    request stays bounded. The stream consumer clears the rest (see unassign_round)."""
+    results = Task.gsi1.query(
+        assignee_key(subject),
+        filter_condition=equals(Task.project_id, project_id),
+        page_size=UNASSIGN_BATCH,
+    )
+    page = next(results.page_iter)
+    keys = [(raw["pk"]["S"], raw["sk"]["S"]) for raw in page.get("Items", ())]
+    if keys:
+        _unassign(project_id, subject, keys)
+
+
+@dataclass(frozen=True)
+class UnassignRound:
+    cleared: int
+    # Where the next round starts (DynamoDB's key of the last task looked at); None when finished.
+    position: dict[str, Any] | None
+    # The member is back, or the project is gone: nothing is left to do.
+    stopped: bool = False
+
+
+def unassign_round(
+    project_id: str,
+    subject: str,
+    position: dict[str, Any] | None,
+    *,
+    max_pages: int,
+    go_on: Callable[[], bool],
+) -> UnassignRound:
+    """Clears `subject` as assignee in the project's partition from `position` on (the stream consumer's
+    role reads the table, no index): up to `max_pages` Query pages of UNASSIGN_PAGE tasks, one transaction
+    per UNASSIGN_BATCH matches. Asks `go_on()` before every call and stops when it says no; the position
+    returned then resumes exactly after the last task cleared."""
+    cleared = 0
+    results = Task.query(
+        project_key(project_id),
+        Task.sk.startswith("TASK#"),
+        filter_condition=equals(Task.assignee, subject),
+        attributes_to_get=["pk", "sk"],
+        page_size=UNASSIGN_PAGE,
+        last_evaluated_key=position,
+    )
+    pages = results.page_iter
+    for _ in range(max_pages):
+        if not go_on():
+            return UnassignRound(cleared, position)
+        page = next(pages)
+        keys = [(raw["pk"]["S"], raw["sk"]["S"]) for raw in page.get("Items", ())]
+        for start in range(0, len(keys), UNASSIGN_BATCH):
+            batch = keys[start : start + UNASSIGN_BATCH]
+            if not go_on():
+                return UnassignRound(cleared, position)
+            if not _unassign_batch(project_id, subject, batch):
+                return UnassignRound(cleared, None, stopped=True)
+            cleared += len(batch)
+            position = {"pk": {"S": batch[-1][0]}, "sk": {"S": batch[-1][1]}}
+        position = pages.last_evaluated_key
+        if position is None:
+            return UnassignRound(cleared, None)
+    return UnassignRound(cleared, position)

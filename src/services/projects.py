@@ -82,11 +82,18 @@ def change_project(
 
 
 def delete_project(principal: Principal, project_id: str, expected: int | None) -> None:
-    try:
-        models.project.delete_project(project_id, principal.subject, expected)
-    except models.table.ConditionNotMet:
-        raise _explain_refusal(principal, project_id, expected, "owner") from None
-    _follow_up("purge project items", project_id, lambda: models.project.purge_project_items(project_id))
+    """GetItem (authorization, the members) + one transaction deleting the project and its memberships:
+    unreachable at once, gone from every member's list. The stream consumer purges the rest of its
+    partition (tasks, activity) in bounded rounds, however large. A refusal reads once more to say why."""
+    project = visible_project(principal, project_id)
+    if project.role_of(principal.subject) == "owner" and expected in (None, project.version):
+        try:
+            models.project.delete_project(project, principal.subject)
+        except models.table.ConditionNotMet:
+            pass
+        else:
+            return
+    raise _explain_refusal(principal, project_id, expected, "owner")
 
 
 def my_projects(
@@ -184,6 +191,7 @@ def change_member_role(
 
 
 def remove_member(principal: Principal, project_id: str, member: str) -> None:
-    """GetItem + one transaction, then the member's tasks in the project are unassigned."""
+    """GetItem + one transaction, then up to 25 of the member's tasks in the project are unassigned (one
+    Query, one transaction); the stream consumer unassigns the rest, however many."""
     project = visible_project(principal, project_id)
     _change_role(principal, project, member, None, adding=False)

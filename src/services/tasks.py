@@ -89,19 +89,25 @@ def change_task(
     project_id, suffix = _task_key(task_id)
     _writable(principal, project_id, changes.get("assignee"))
     try:
-        return models.task.update_task(project_id, suffix, changes, expected)
+        return models.task.update_task(project_id, suffix, changes, expected, principal.subject)
     except models.table.ConditionNotMet:
         raise _explain_refusal(principal, project_id, suffix, expected) from None
 
 
 def delete_task(principal: Principal, task_id: str, expected: int | None) -> None:
-    """GetItem of the project (authorization), then one conditional DeleteItem."""
+    """One BatchGetItem (the task, and its project for authorization), then one transaction: the
+    conditional delete and its tombstone (who deleted it, for the activity feed)."""
     project_id, suffix = _task_key(task_id)
-    _writable(principal, project_id)
-    try:
-        models.task.delete_task(project_id, suffix, expected)
-    except models.table.ConditionNotMet:
-        raise _explain_refusal(principal, project_id, suffix, expected) from None
+    task, project = models.task.get_task_with_project(project_id, suffix)
+    role = project.role_of(principal.subject) if project else None
+    if task is not None and role in models.project.WRITER_ROLES and expected in (None, task.version):
+        try:
+            models.task.delete_task(project_id, suffix, expected, actor=principal.subject, title=task.title)
+        except models.table.ConditionNotMet:
+            pass
+        else:
+            return
+    raise _explain_refusal(principal, project_id, suffix, expected)
 
 
 def project_tasks(

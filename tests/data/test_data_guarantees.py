@@ -382,9 +382,11 @@ def test_task_reads_and_writes_cost_what_the_data_model_says(
     assert _calls(
         aws_calls, lambda: client.patch(path, headers=bearer(team.editor), json={"status": "done"}), 200
     ) == ["GetItem", "UpdateItem"]
+    # The task with its project (authorization, and the title its tombstone records), then the delete
+    # and the tombstone in one transaction.
     assert _calls(aws_calls, lambda: client.delete(path, headers=bearer(team.editor)), 204) == [
-        "GetItem",
-        "DeleteItem",
+        "BatchGetItem",
+        "TransactWriteItems",
     ]
 
 
@@ -458,7 +460,7 @@ def test_member_changes_cost_what_the_data_model_says(
     client: TestClient, aws_calls: CallRecorder, team: Team, outsider: User
 ) -> None:
     """GetItem (authorization) + one transaction; a role change reads the membership back for the answer;
-    a removal then unassigns the member's tasks (one Query)."""
+    a removal then unassigns the member's tasks (one Query, and one transaction when it finds some)."""
     members = f"{team.path}/members"
     added = _calls(
         aws_calls,
@@ -483,11 +485,12 @@ def test_member_changes_cost_what_the_data_model_says(
 def test_deleting_a_project_costs_what_the_data_model_says(
     client: TestClient, aws_calls: CallRecorder, team: Team
 ) -> None:
-    """DeleteItem (conditional), then one Query of the partition and one BatchWriteItem per 25 items."""
+    """GetItem (authorization, the members), then one transaction deleting the project and its memberships,
+    whatever the project holds: the stream consumer purges its tasks (tests/test_purge.py)."""
     for _ in range(2):
         new_task(client, team.owner, team.id)
     made = _calls(aws_calls, lambda: client.delete(team.path, headers=bearer(team.owner)), 204)
-    assert made == ["DeleteItem", "Query", "BatchWriteItem"]
+    assert made == ["GetItem", "TransactWriteItems"]
 
 
 def test_my_tasks_cost_one_query_and_one_batch_get_per_page(

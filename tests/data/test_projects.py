@@ -21,6 +21,7 @@ from tests.data.helpers import (
     unique,
     walk_pages,
 )
+from tests.streams import Consumer
 
 
 def members_of(client: TestClient, user: User, project_id: str) -> dict[str, str]:
@@ -273,6 +274,7 @@ def test_owner_deletes_the_project_with_its_tasks_and_memberships(
 ) -> None:
     tasks = [new_task(client, team.editor, team.id, assignee=team.editor["sub"]) for _ in range(3)]
     assert len(_partition_items(aws_resources, team.id)) > 0
+    consumer = Consumer(aws_resources)
 
     response = client.delete(team.path, headers=bearer(team.owner))
 
@@ -287,6 +289,9 @@ def test_owner_deletes_the_project_with_its_tasks_and_memberships(
     assert {t["id"] for t in all_items(walk_pages(client, team.editor, "/me/tasks"))}.isdisjoint(
         {t["id"] for t in tasks}
     )
+    # The project and its memberships went at once; the stream consumer purges the rest.
+    assert len(_partition_items(aws_resources, team.id)) == 2 * len(tasks)  # in the table and gsi2
+    consumer.run()
     assert _partition_items(aws_resources, team.id) == []
 
 
