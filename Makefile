@@ -25,7 +25,8 @@ help:
 	@echo "make lint       ruff check and format check;  make typecheck: mypy --strict"
 	@echo "make bench      cold start, warm latency and rate-limit cost against baselines"
 	@echo "make openapi    print the OpenAPI document"
-	@echo "make validate   sam validate --lint;  make build: sam build (no Docker)"
+	@echo "make validate   sam validate --lint (every template);  make build: sam build (no Docker)"
+	@echo "make edge-config POOL= REGION= CLIENTS= [ORIGINS=]   then make build-edge [EDGE_ENV=edge-prod]"
 	@echo "make lambda-requirements   regenerate requirements/lambda.txt from uv.lock"
 	@echo "make clean      remove .venv, .tools and build and cache folders"
 
@@ -46,11 +47,11 @@ token: $(VENV_STAMP)
 test: lint typecheck browser validate pytest
 
 lint: $(VENV_STAMP)
-	$(VENV)/bin/ruff check src tests local bench tools
-	$(VENV)/bin/ruff format --check src tests local bench tools
+	$(VENV)/bin/ruff check src tests local bench tools edge
+	$(VENV)/bin/ruff format --check src tests local bench tools edge
 
 typecheck: $(VENV_STAMP)
-	$(VENV)/bin/mypy src local tools
+	$(VENV)/bin/mypy src local tools edge
 
 # The docs-page tests drive a real headless Chromium; install Debian's when it is missing and we can.
 browser:

@@ -108,17 +108,15 @@ class TokenCheck:
         raw = token.encode("utf-8")
         signing_input, signature_segment = raw.rsplit(b".", 1)
         header_segment, payload_segment = signing_input.split(b".", 1)
+        # As python-jose reads the header: every segment decoded, the header a JSON object.
         try:
             header = json.loads(_base64url_decode(header_segment).decode("utf-8"))
+            payload = _base64url_decode(payload_segment)
+            signature = _base64url_decode(signature_segment)
         except ValueError:
             raise Refusal("The bearer token is malformed.") from None
         if not isinstance(header, dict):
             raise Refusal("The bearer token is malformed.")
-        try:
-            payload = _base64url_decode(payload_segment)
-            signature = _base64url_decode(signature_segment)
-        except ValueError:
-            raise Refusal("The token's signature or claims are not valid.") from None
         return header, payload, signing_input, signature
 
     def _check_registered_claims(self, claims: dict[str, Any]) -> None:

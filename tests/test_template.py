@@ -534,7 +534,8 @@ def test_every_route_proxies_to_the_api_function(template: dict[str, Any]) -> No
     for route, operation in operations(api).items():
         integration = operation["x-amazon-apigateway-integration"]
         assert (integration["type"], integration["httpMethod"]) == ("aws_proxy", "POST"), route
-        assert "/functions/${ApiFunction.Arn}/invocations" in integration["uri"]["Fn::Sub"], route
+        # The live alias, which CodeDeploy moves to each new version (safe deployments).
+        assert "/functions/${ApiFunction.Alias}/invocations" in integration["uri"]["Fn::Sub"], route
 
 
 def test_public_routes_and_preflights_carry_no_authorizer(template: dict[str, Any]) -> None:
@@ -786,7 +787,7 @@ def test_only_api_gateway_invokes_the_functions_and_only_for_this_api(template: 
     assert permissions == [
         {
             "Action": "lambda:InvokeFunction",
-            "FunctionName": {"Ref": "ApiFunction"},
+            "FunctionName": {"Ref": "ApiFunction.Alias"},
             "Principal": "apigateway.amazonaws.com",
             "SourceArn": {"Fn::Sub": f"{api_arn}/*"},
         },
