@@ -55,7 +55,10 @@ def edge_config(
     issuer: str, client_ids: list[str], jwks: dict[str, Any], cors_allow_origins: list[str]
 ) -> dict[str, Any]:
     """The configuration the function reads, checked: at least one usable RS256 key, at least one client."""
-    keys = keys_from_jwks(jwks)
+    try:
+        keys = keys_from_jwks(jwks)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise SystemExit(f"build_edge: the JWKS holds an unusable key: {error}") from None
     if not keys:
         raise SystemExit("build_edge: the JWKS holds no RS256 signing key")
     if not client_ids:
