@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities import parameters
 from fastapi import FastAPI, Request
 from local.resources import LocalResources, aws_client
 
+import docs
 import main
 from main import create_app, create_handler
 from settings import Settings
@@ -182,6 +183,35 @@ def test_the_docs_load_their_spec_and_assets_from_the_viewers_root(
     spec = answer(cdn_handler(through_cloudfront("GET", "/openapi.json", origin_secret), LambdaContext()))
     # No server prefix: "Try it out" calls the viewer's own host, at the root.
     assert "servers" not in spec
+
+
+def test_every_docs_asset_url_carries_the_assets_version(cdn_handler: Handler, origin_secret: str) -> None:
+    # CloudFront keeps /docs/* for long (its cache key holds `v`) and browsers for a year (immutable): a
+    # changed asset must arrive under a new URL.
+    for page in ("/docs", "/redoc"):
+        html = cdn_handler(through_cloudfront("GET", page, origin_secret), LambdaContext())["body"]
+        assets = [url for url in re.findall(r'(?:src|href)="(/[^"]*)"', html) if url.startswith("/docs/")]
+        assert assets, page
+        assert all(url.endswith(f"?v={docs.assets_version()}") for url in assets), assets
+        for url in assets:
+            path, query = url.split("?", 1)
+            event = through_cloudfront("GET", path, origin_secret, query={"v": [query.removeprefix("v=")]})
+            assert cdn_handler(event, LambdaContext())["statusCode"] == 200, url
+
+
+def test_the_assets_version_follows_their_content(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    original = docs.assets_version()
+    for name in ("swagger-init.js", "redoc-init.js"):
+        (tmp_path / name).write_bytes((docs._OWN_ASSETS / name).read_bytes())
+    (tmp_path / "swagger-init.js").write_text((tmp_path / "swagger-init.js").read_text() + "\n// changed\n")
+    monkeypatch.setattr(docs, "_OWN_ASSETS", tmp_path)
+    docs.assets_version.cache_clear()
+    try:
+        assert docs.assets_version() != original
+    finally:
+        monkeypatch.undo()
+        docs.assets_version.cache_clear()
+    assert docs.assets_version() == original
 
 
 def test_the_partner_entry_point_keeps_its_prefix(cdn_handler: Handler, origin_secret: str) -> None:
