@@ -209,14 +209,15 @@ def _viewer_address(value: str | None) -> tuple[str, int] | None:
 
 class CdnOnlyMiddleware:
     """With a CDN, answers requests that did not come through it (the execute-api URL) with a 403 problem,
-    and with a 503 while the origin secret cannot be read; never anything that reveals the secret."""
+    and with a 503 while the origin secret cannot be read; never anything that reveals the secret. Installed
+    only when the app has a CDN: a request without a verdict (not a REST API event) is refused too."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        verdict = scope.get(CDN_VERDICT_KEY)
-        if scope["type"] != "http" or verdict is None or verdict == "cdn":
+        verdict = scope.get(CDN_VERDICT_KEY, "direct")
+        if scope["type"] != "http" or verdict == "cdn":
             await self.app(scope, receive, send)
             return
         error = (

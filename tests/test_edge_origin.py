@@ -23,7 +23,7 @@ import docs
 import main
 from main import create_app, create_handler
 from settings import Settings
-from tests.events import LambdaContext, rest_event
+from tests.events import LambdaContext, http_api_event, rest_event
 
 CLOUDFRONT_EDGE_IP = "130.176.17.24"  # CloudFront's address: what API Gateway reports as the source
 VIEWER = "198.51.100.7"
@@ -271,6 +271,12 @@ def test_requests_that_bypass_cloudfront_are_refused(cdn_handler: Handler, metho
     assert problem["type"] == "urn:stratus:problem:forbidden"
     assert problem["detail"] == "Call the API at its public address, not at the API Gateway endpoint."
     assert header(result, "x-request-id")
+
+
+def test_an_http_api_event_cannot_skip_the_check(cdn_handler: Handler, origin_secret: str) -> None:
+    # The stack's API is REST; an event of another shape is no proof of anything.
+    event = http_api_event("GET", "/health", headers={"x-origin-verify": origin_secret})
+    assert cdn_handler(event, LambdaContext())["statusCode"] == 403
 
 
 def test_a_wrong_secret_with_a_chosen_viewer_address_is_refused(
