@@ -29,9 +29,10 @@ help:
 	@echo "make bench      cold start, warm latency and rate-limit cost against baselines"
 	@echo "make openapi    print the OpenAPI document"
 	@echo "make clients    regenerate clients/typescript (tRPC AppRouter type, openapi-typescript paths)"
-	@echo "make validate   sam validate --lint;  make build: sam build (no Docker)"
+	@echo "make validate   sam validate --lint (every template);  make build: sam build (no Docker)"
 	@echo "make check-templates   cfn-lint and checkov on template.yaml and templates/*.yaml"
 	@echo "make restore-drill     restore a table to a point in time on the stand-in and check its items"
+	@echo "make edge-config POOL= REGION= CLIENTS= [ORIGINS=]   then make build-edge [EDGE_ENV=edge-prod]"
 	@echo "make lambda-requirements   regenerate requirements/lambda.txt from uv.lock"
 	@echo "make clean      remove .venv, .tools and build and cache folders"
 
@@ -52,11 +53,11 @@ token: $(VENV_STAMP)
 test: lint typecheck typescript browser validate check-templates pytest
 
 lint: $(VENV_STAMP)
-	$(VENV)/bin/ruff check src tests local bench tools
-	$(VENV)/bin/ruff format --check src tests local bench tools
+	$(VENV)/bin/ruff check src tests local bench tools edge
+	$(VENV)/bin/ruff format --check src tests local bench tools edge
 
 typecheck: $(VENV_STAMP)
-	$(VENV)/bin/mypy src local tools
+	$(VENV)/bin/mypy src local tools edge
 
 # The docs-page tests drive a real headless Chromium; install Debian's when it is missing and we can.
 browser:

@@ -13,7 +13,14 @@ SAM := $(SAM_ENV)/bin/sam
 # Offline and credential-free: validation needs a region, not an account.
 SAM_RUN := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(SAM)
 
-.PHONY: sam-tools lambda-requirements validate build
+.PHONY: sam-tools lambda-requirements validate build edge-config build-edge
+
+# Every template: the root, its nested templates (templates/cdn.yaml, domain.yaml) and the us-east-1 edge
+# stack (templates/edge-auth.yaml). tests/test_template_edge.py checks this list covers them all.
+TEMPLATES := template.yaml $(sort $(wildcard templates/*.yaml))
+# The edge stack's samconfig environment (edge-dev or edge-prod) and its baked configuration.
+EDGE_ENV ?= edge-dev
+EDGE_AUTH_CONFIG ?= build/edge-auth.json
 
 sam-tools: $(SAM)
 
@@ -28,7 +35,21 @@ lambda-requirements:
 	$(UV) run --frozen python tools/lambda_requirements.py --uv "$(UV)"
 
 validate: $(SAM)
-	$(SAM_RUN) validate --lint
+	@for template in $(TEMPLATES); do \
+	  echo "sam validate --lint --template-file $$template"; \
+	  $(SAM_RUN) validate --lint --template-file $$template || exit 1; \
+	done
 
 build: $(SAM)
 	$(SAM_RUN) build
+
+# The edge function's configuration: the pool's issuer, app clients and JWKS (fetched from the issuer over
+# https), baked into the package at build time. Run again when the pool's keys or clients change.
+#   make edge-config POOL=us-east-1_AbC REGION=us-east-1 CLIENTS=<web>,<machine> [ORIGINS=https://app.example.com]
+edge-config:
+	$(PYTHON) tools/build_edge.py config --user-pool-id "$(POOL)" --region "$(REGION)" \
+	  --client-ids "$(CLIENTS)" --cors-allow-origins "$(ORIGINS)" --out "$(EDGE_AUTH_CONFIG)"
+
+# sam build of the edge stack (samconfig.toml's $(EDGE_ENV): templates/edge-auth.yaml into .aws-sam/edge).
+build-edge: $(SAM)
+	EDGE_AUTH_CONFIG="$(abspath $(EDGE_AUTH_CONFIG))" $(SAM_RUN) build --config-env $(EDGE_ENV)

@@ -4,6 +4,7 @@ Content-Security-Policy. URLs are built from the request's root path (stage or b
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from html import escape
 from importlib.util import find_spec
@@ -56,12 +57,12 @@ _SWAGGER_PAGE = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <link rel="icon" href="{favicon}">
-<link rel="stylesheet" href="{root}{vendor}/swagger-ui.css">
+<link rel="stylesheet" href="{root}{vendor}/swagger-ui.css?v={version}">
 </head>
 <body>
 <div id="swagger-ui" data-openapi-url="{root}{openapi}"></div>
-<script src="{root}{vendor}/swagger-ui-bundle.js"></script>
-<script src="{root}{assets}/swagger-init.js"></script>
+<script src="{root}{vendor}/swagger-ui-bundle.js?v={version}"></script>
+<script src="{root}{assets}/swagger-init.js?v={version}"></script>
 </body>
 </html>
 """
@@ -76,8 +77,8 @@ _REDOC_PAGE = """<!DOCTYPE html>
 </head>
 <body style="margin:0">
 <div id="redoc" data-openapi-url="{root}{openapi}"></div>
-<script src="{root}{vendor}/redoc.standalone.js"></script>
-<script src="{root}{assets}/redoc-init.js"></script>
+<script src="{root}{vendor}/redoc.standalone.js?v={version}"></script>
+<script src="{root}{assets}/redoc-init.js?v={version}"></script>
 </body>
 </html>
 """
@@ -93,6 +94,21 @@ def _redoc_bundle() -> bytes:
     return (_VENDOR_ASSETS / "redoc.standalone.js").read_bytes().replace(_REDOC_CDN_LOGO, _FAVICON.encode())
 
 
+@cache
+def assets_version() -> str:
+    """A digest of every asset the pages load: a new asset is a new URL (`?v=`), so a cache (CloudFront's,
+    a browser's) may keep each URL for as long as it likes. Computed on the first docs page of a container."""
+    digest = hashlib.sha256(_redoc_bundle())
+    for path in (
+        _VENDOR_ASSETS / "swagger-ui.css",
+        _VENDOR_ASSETS / "swagger-ui-bundle.js",
+        _OWN_ASSETS / "swagger-init.js",
+        _OWN_ASSETS / "redoc-init.js",
+    ):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _page(template: str, request: Request, title: str, openapi_url: str) -> HTMLResponse:
     html = template.format(
         title=escape(title),
@@ -101,6 +117,7 @@ def _page(template: str, request: Request, title: str, openapi_url: str) -> HTML
         vendor=VENDOR_ASSETS_URL,
         assets=ASSETS_URL,
         openapi=escape(openapi_url),
+        version=assets_version(),
     )
     return HTMLResponse(html, headers={"Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY})
 

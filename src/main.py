@@ -16,7 +16,7 @@ from content_type import JsonBodiesOnlyMiddleware
 from cors import ProblemCORSMiddleware
 from docs import install_docs
 from errors import UnhandledErrorMiddleware, install_error_handlers
-from gateway import HttpApiGateway, RestApiGateway
+from gateway import CdnOnlyMiddleware, CdnOrigin, HttpApiGateway, RestApiGateway, origin_secret_values
 from models import bind_models
 from observability import REQUEST_ID_HEADER, RequestContextMiddleware
 from openapi import install_openapi
@@ -58,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 request_metrics=settings.request_metrics,
                 tracing=settings.tracing == "otel",
             ),
+            # With CloudFront in front, requests that bypassed it are refused before anything else runs.
+            *([Middleware(CdnOnlyMiddleware)] if settings.cdn_origin_secret_arn else []),
             Middleware(
                 ProblemCORSMiddleware,
                 allow_origins=settings.cors_allow_origins,
@@ -117,11 +119,14 @@ app = create_app()
 
 def create_handler(asgi_app: FastAPI) -> Mangum:
     """The Mangum adapter for API Gateway REST (payload v1) and HTTP API (payload v2) events."""
+    # With CloudFront in front, the REST handler tells requests through it from direct ones (gateway.py).
+    secret_arn = getattr(getattr(asgi_app.state, "settings", None), "cdn_origin_secret_arn", "")
+    cdn_origin = CdnOrigin(origin_secret_values(secret_arn)) if secret_arn else None
     return Mangum(
         asgi_app,
         # "auto" would run startup and shutdown on every invocation; clients are created lazily instead.
         lifespan="off",
-        custom_handlers=[HttpApiGateway, RestApiGateway],
+        custom_handlers=[HttpApiGateway, RestApiGateway.behind(cdn_origin)],
         # Passing text types replaces Mangum's defaults, so they are repeated; problem+json is text too.
         text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/problem+json", "image/svg+xml"],
     )

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     # True: 503 while the counters are unreachable. False: admit, log, count RateLimitStorageErrors.
     rate_limit_fail_closed: bool = False
 
+    # CloudFront in front (template EnableCdn): the Secrets Manager secret (JSON `current`, and `previous`
+    # during a rotation) whose value CloudFront sends in X-Origin-Verify. When set, requests without it
+    # (the execute-api URL) are refused, and only requests with it are believed about the viewer's address
+    # and host (src/gateway.py).
+    cdn_origin_secret_arn: str = ""
+
     # DynamoDB client limits: a request must never wait near API Gateway's 29 s integration timeout.
     dynamodb_connect_timeout_seconds: float = 1.0
     dynamodb_read_timeout_seconds: float = 2.5

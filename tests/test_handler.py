@@ -77,7 +77,9 @@ def test_http_api_event_reaches_the_route() -> None:
 
 
 def _asset_urls(html: str) -> list[str]:
-    return re.findall(r'(?:src|href)="(/[^"]*)"', html) + re.findall(r'data-openapi-url="([^"]*)"', html)
+    # Without the assets' version (`?v=`), which every asset URL carries.
+    urls = re.findall(r'(?:src|href)="(/[^"]*)"', html) + re.findall(r'data-openapi-url="([^"]*)"', html)
+    return [url.split("?", 1)[0] for url in urls]
 
 
 @pytest.mark.parametrize(
@@ -262,3 +264,66 @@ def test_the_templates_explicit_public_resources_keep_the_stage_prefix(
         assert "/Prod/openapi.json" in body_of(result)
     if path == "/openapi.json":
         assert json.loads(body_of(result))["servers"] == [{"url": "/Prod"}]
+
+
+# --- Under a custom domain's base path mapping (DomainName without the CDN, templates/domain.yaml) ----------
+
+DOMAIN = "api.example.com"
+
+
+@pytest.fixture(scope="module")
+def domain_handler(app_environment: dict[str, str]) -> Mangum:
+    """The deployed handler (main.create_handler) against the stand-in."""
+    return create_handler(create_app(Settings()))
+
+
+def on_domain(method: str, path: str, token: str, **options: Any) -> dict[str, Any]:
+    """A request to https://api.example.com/v1<path> (the base-path mapping puts /v1 in both paths)."""
+    headers = {"Host": DOMAIN, "Authorization": f"Bearer {token}", **options.pop("headers", {})}
+    return rest_event(method, path, base_path="v1", headers=headers, **options)
+
+
+def test_created_resources_are_located_under_the_base_path(domain_handler: Mangum, make_user: Any) -> None:
+    token = make_user()["access"]
+    event = on_domain(
+        "POST", "/projects", token, headers={"content-type": "application/json"}, body={"name": "p"}
+    )
+    result = domain_handler(event, LambdaContext())
+    assert result["statusCode"] == 201, body_of(result)
+    project_id = json.loads(body_of(result))["id"]
+    assert header(result, "location") == f"/v1/projects/{project_id}"
+    fetched = domain_handler(on_domain("GET", f"/projects/{project_id}", token), LambdaContext())
+    assert fetched["statusCode"] == 200
+
+
+def test_cursors_page_on_under_the_base_path(domain_handler: Mangum, make_user: Any) -> None:
+    token = make_user()["access"]
+    for name in ("first", "second", "third"):
+        event = on_domain(
+            "POST", "/projects", token, headers={"content-type": "application/json"}, body={"name": name}
+        )
+        assert domain_handler(event, LambdaContext())["statusCode"] == 201
+    seen: list[str] = []
+    cursor: str | None = None
+    for _ in range(3):
+        query = {"limit": ["2"], **({"cursor": [cursor]} if cursor else {})}
+        page = json.loads(
+            body_of(domain_handler(on_domain("GET", "/projects", token, query=query), LambdaContext()))
+        )
+        seen += [item["name"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == ["first", "second", "third"]
+
+
+def test_a_redirect_stays_on_the_domain_and_its_base_path(domain_handler: Mangum, make_user: Any) -> None:
+    result = domain_handler(on_domain("GET", "/health/", make_user()["access"]), LambdaContext())
+    assert result["statusCode"] == 307
+    assert header(result, "location") == f"https://{DOMAIN}/v1/health"
+
+
+def test_problems_name_the_path_under_the_base_path(domain_handler: Mangum, make_user: Any) -> None:
+    result = domain_handler(on_domain("GET", "/nowhere/at-all", make_user()["access"]), LambdaContext())
+    assert result["statusCode"] == 404
+    assert json.loads(body_of(result))["instance"] == "/v1/nowhere/at-all"

@@ -11,7 +11,7 @@ from auth import CurrentUser
 from dependencies import AppSettings, Cursors
 from pagination import Page, PageCursor, PageLimit, query_binding
 from routers.common import READS, Timestamp
-from routers.projects import ProjectId
+from routers.fields import ProjectId
 from services import activity
 
 if TYPE_CHECKING:
