@@ -10,6 +10,7 @@ from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from starlette.middleware import Middleware
 
+import runtime_hooks
 from app_secrets import derived_key
 from auth import Principal, TokenVerifier
 from content_type import JsonBodiesOnlyMiddleware
@@ -135,6 +136,8 @@ def create_handler(asgi_app: FastAPI) -> Mangum:
 
 
 _mangum = create_handler(app)
+# SnapStart: prime before the snapshot, renew per-container state after each restore (no-op otherwise).
+runtime_hooks.register(app)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from runtime_python import RUNTIME_VERSION, find_runtime_python
+from runtime_python import RUNTIME_VERSION, find_runtime_python, in_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,10 +79,6 @@ def log(message: str) -> None:
 
 def run(command: list[str]) -> None:
     subprocess.run(command, check=True)  # noqa: S603 - argument lists built here, no shell
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def services_used(source: Path) -> dict[str, set[str]]:

@@ -23,8 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 RUNTIME_VERSION = (3, 13)
+MISSING_OUTSIDE_CI = 3
 ROOT = Path(__file__).resolve().parent.parent
 _PYENV_ROOTS_ELSEWHERE = ("/root/.pyenv", "/usr/local/pyenv", "/opt/pyenv", "/usr/local/share/pyenv")
+
+
+def in_ci() -> bool:
+    """CI=true (and any value but empty, 0, false, no), as tests/prerequisites.py reads it."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _account_home() -> str | None:
@@ -113,12 +119,17 @@ def find_runtime_python(version: tuple[int, int] = RUNTIME_VERSION) -> str | Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", default=".".join(map(str, RUNTIME_VERSION)))
+    parser.add_argument(
+        "--missing-ok-outside-ci",
+        action="store_true",
+        help=f"exit {MISSING_OUTSIDE_CI} (not 1) when none is found and CI is not set",
+    )
     arguments = parser.parse_args(argv)
     major, minor = (int(part) for part in arguments.version.split("."))
     python = find_runtime_python((major, minor))
     if python is None:
-        print(f"no working CPython {arguments.version} found", file=sys.stderr)
-        return 1
+        print(f"no working CPython {arguments.version} found (tools/runtime_python.py)", file=sys.stderr)
+        return MISSING_OUTSIDE_CI if arguments.missing_ok_outside_ci and not in_ci() else 1
     print(python)
     return 0
 
