@@ -67,7 +67,25 @@ def modules_imported_on_first_use(code_root: Path = CODE_ROOT) -> set[str]:
                     found |= {alias.name for alias in node.names}
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     found.add(node.module)
+                    # `from routers import projects` imports a submodule; `from jose import jwt` too.
+                    found |= {
+                        f"{node.module}.{alias.name}"
+                        for alias in node.names
+                        if _is_module(node.module, alias.name)
+                    }
     return {name for name in found if name.split(".")[0] not in _NOT_PRIMED}
+
+
+def _is_module(package: str, name: str) -> bool:
+    import importlib.util
+
+    if package.split(".", maxsplit=1)[0] in _NOT_PRIMED:
+        return False
+    try:
+        return importlib.util.find_spec(f"{package}.{name}") is not None
+    except (ImportError, ValueError):
+        # Not a package, so `name` is an attribute.
+        return False
 
 
 def prime(app: FastAPI) -> None:
