@@ -71,8 +71,8 @@ pytest: $(VENV_STAMP) $(UV) sam-tools
 # handlers run again under 3.13, in a second environment synced from the same lock, so that a 3.13-only
 # break fails. Without a 3.13 interpreter: skipped with a message, a failure in CI (CI=true).
 VENV_313 := .venv-3.13
-TESTS_313 := tests/test_handler.py tests/test_partner_tier.py tests/test_stream.py tests/test_auth_tokens.py \
-  tests/test_cold_start_functions.py tests/test_cold_start_snapstart.py tests/test_cold_start_connections.py
+TESTS_313 := tests/test_handler.py tests/test_partner_tier.py tests/test_stream.py \
+  tests/test_cold_start_signing_keys.py tests/test_cold_start_snapstart.py tests/test_cold_start_connections.py
 pytest-3.13: $(UV)
 	@python313="$$($(PYTHON) tools/runtime_python.py --missing-ok-outside-ci)"; status=$$?; \
 	if [ $$status -eq 3 ]; then echo "skipping the python3.13 test run: no Python 3.13 on this machine" >&2; exit 0; fi; \

@@ -192,6 +192,17 @@ def test_create_answers_with_the_lean_jwks(
         assert body[member] == request[member]
 
 
+def test_an_update_for_another_pool_names_a_new_resource(
+    responses: CloudFormationResponses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(signing_keys, "fetch_jwks", lambda url: cognito_like_jwks())
+    request = _request("Update", responses.url, PhysicalResourceId="https://old-pool/.well-known/jwks.json")
+    signing_keys.handler(request, None)
+    body = responses.received[0]["body"]
+    assert body["Status"] == "SUCCESS"
+    assert body["PhysicalResourceId"] == request["ResourceProperties"]["JwksUrl"]
+
+
 def test_a_failed_read_fails_the_deployment_with_the_reason(
     responses: CloudFormationResponses, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -332,6 +332,17 @@ def test_every_library_that_creates_clients_is_known_to_the_scan() -> None:
                 assert re.search(known, text), f"{path.relative_to(ROOT)}: a client the scan does not see"
 
 
+def test_the_layers_service_list_is_exactly_what_the_code_uses(services_used: dict[str, set[str]]) -> None:
+    listed = load_tool("build_lambda").listed_services(ROOT / "requirements" / "aws-services.txt")
+    missing = {service: sorted(files) for service, files in services_used.items() if service not in listed}
+    assert not missing, (
+        f"add to requirements/aws-services.txt (or botocore's data is trimmed away): {missing}"
+    )
+    assert listed <= set(services_used), (
+        "listed but no longer used: remove from requirements/aws-services.txt"
+    )
+
+
 def test_botocore_keeps_exactly_the_data_of_the_services_used(
     layer: Path, services_used: dict[str, set[str]]
 ) -> None:

@@ -224,28 +224,38 @@ def build_function(artifacts: Path, *, source: Path) -> None:
     report(artifacts)
 
 
-def build_layer(artifacts: Path, *, source: Path, requirements: Path, python: str) -> None:
+def listed_services(path: Path) -> set[str]:
+    """The services of an aws-services.txt: one a line, `#` comments."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return {line for line in lines if line}
+
+
+def build_layer(artifacts: Path, *, source: Path, requirements: Path, services: Path, python: str) -> None:
     """The dependencies layer: every wheel of requirements/lambda.txt under python/, botocore's data trimmed
-    to the services `source` uses."""
+    to the services listed in `services`."""
     _empty_directory(artifacts)
     target = artifacts / "python"
     install_dependencies(python, requirements, target)
     clashes = sorted(p.name for p in source.iterdir() if (target / p.name).exists())
     if clashes:
         raise SystemExit(f"build_lambda: source and dependencies both provide {clashes}")
-    used = services_used(source)
-    removed = trim_botocore_data(target, used)
-    log(f"botocore data kept for {sorted(set(used) | ALWAYS_KEPT_SERVICES)}; {len(removed)} services removed")
+    kept = listed_services(services)
+    removed = trim_botocore_data(target, kept)
+    log(f"botocore data kept for {sorted(kept | ALWAYS_KEPT_SERVICES)}; {len(removed)} services removed")
     compile_bytecode(target, LAYER_ROOT)
     report(artifacts)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("artifacts_dir", type=Path)
+    parser.add_argument("artifacts_dir", type=Path, nargs="?")
     parser.add_argument("--layer", action="store_true", help="build the dependencies layer")
+    parser.add_argument(
+        "--services", action="store_true", help="print the AWS services src/ creates clients for"
+    )
     parser.add_argument("--source", type=Path, default=ROOT / "src")
     parser.add_argument("--requirements", type=Path, default=ROOT / "requirements" / "lambda.txt")
+    parser.add_argument("--aws-services", type=Path, default=ROOT / "requirements" / "aws-services.txt")
     parser.add_argument(
         "--python",
         default=os.environ.get("LAMBDA_BUILD_PYTHON")
@@ -253,9 +263,21 @@ def main(argv: list[str] | None = None) -> int:
         help="interpreter whose pip downloads the wheels (default: $LAMBDA_BUILD_PYTHON, .tools/sam, this one)",
     )
     args = parser.parse_args(argv)
+    if args.services:
+        for service, files in sorted(services_used(args.source).items()):
+            print(f"{service}\t{', '.join(sorted(files))}")
+        return 0
+    if args.artifacts_dir is None:
+        parser.error("ARTIFACTS_DIR is required")
     artifacts = args.artifacts_dir.resolve()
     if args.layer:
-        build_layer(artifacts, source=args.source, requirements=args.requirements, python=args.python)
+        build_layer(
+            artifacts,
+            source=args.source,
+            requirements=args.requirements,
+            services=args.aws_services,
+            python=args.python,
+        )
     else:
         build_function(artifacts, source=args.source)
     return 0

@@ -64,12 +64,14 @@ def fetch_jwks(url: str) -> Any:
 
 def answer(event: dict[str, Any], status: str, *, data: dict[str, str], reason: str = "") -> dict[str, Any]:
     """The response document CloudFormation expects for `event`."""
+    url = str(event.get("ResourceProperties", {}).get("JwksUrl", "jwks"))
+    # The keys' URL names the resource: a replaced pool makes a new one (CloudFormation then deletes the
+    # old one, a no-op). A delete or a failure keeps the name CloudFormation knows.
+    keeps_its_name = event["RequestType"] == "Delete" or status != "SUCCESS"
     return {
         "Status": status,
         "Reason": reason or status,
-        # The URL names the pool: a replaced pool is a new resource, and the old one's delete a no-op.
-        "PhysicalResourceId": event.get("PhysicalResourceId")
-        or event.get("ResourceProperties", {}).get("JwksUrl", "jwks"),
+        "PhysicalResourceId": (event.get("PhysicalResourceId") if keeps_its_name else None) or url,
         "StackId": event["StackId"],
         "RequestId": event["RequestId"],
         "LogicalResourceId": event["LogicalResourceId"],
