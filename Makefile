@@ -16,7 +16,8 @@ RUN := PYTHONPATH=src:. $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help dev token test lint typecheck pytest bench openapi browser clean restore-drill clients clients-install typescript
+.PHONY: help dev token test lint typecheck pytest bench openapi browser image-template clean restore-drill clients clients-install \
+	typescript pytest-3.13
 
 CLIENTS := clients/typescript
 NPM_STAMP := $(CLIENTS)/node_modules/.installed-from-lock
@@ -33,6 +34,8 @@ help:
 	@echo "make check-templates   cfn-lint and checkov on template.yaml and templates/*.yaml"
 	@echo "make restore-drill     restore a table to a point in time on the stand-in and check its items"
 	@echo "make edge-config POOL= REGION= CLIENTS= [ORIGINS=]   then make build-edge [EDGE_ENV=edge-prod]"
+	@echo "make image-template   the container-image variant of template.yaml (build/template-image.yaml)"
+	@echo "make pytest-3.13      the handler tests again under Python 3.13 (part of make test)"
 	@echo "make lambda-requirements   regenerate requirements/lambda.txt from uv.lock"
 	@echo "make clean      remove .venv, .tools and build and cache folders"
 
@@ -50,7 +53,7 @@ dev: $(VENV_STAMP)
 token: $(VENV_STAMP)
 	@$(RUN) -m local.token $(as)
 
-test: lint typecheck typescript browser validate check-templates pytest
+test: lint typecheck typescript browser validate check-templates pytest pytest-3.13
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check src tests local bench tools edge
@@ -87,6 +90,20 @@ typescript: $(NPM_STAMP)
 pytest: $(VENV_STAMP) $(UV) sam-tools $(NPM_STAMP)
 	UV=$(UV) $(VENV)/bin/python -m pytest
 
+# The functions run on python3.13, the suite on this machine's Python: the tests that drive the functions'
+# handlers run again under 3.13, in a second environment synced from the same lock, so that a 3.13-only
+# break fails. Without a 3.13 interpreter: skipped with a message, a failure in CI (CI=true).
+VENV_313 := .venv-3.13
+TESTS_313 := tests/test_handler.py tests/test_partner_tier.py tests/test_stream.py \
+  tests/test_cold_start_signing_keys.py tests/test_cold_start_snapstart.py tests/test_cold_start_connections.py
+pytest-3.13: $(UV)
+	@python313="$$($(PYTHON) tools/runtime_python.py --missing-ok-outside-ci)"; status=$$?; \
+	if [ $$status -eq 3 ]; then echo "skipping the python3.13 test run: no Python 3.13 on this machine" >&2; exit 0; fi; \
+	[ $$status -eq 0 ] || exit $$status; \
+	UV_PROJECT_ENVIRONMENT=$(VENV_313) $(UV) sync --frozen --python "$$python313" --quiet >&2 && \
+	echo "python3.13 run ($$python313): $(TESTS_313)" >&2 && \
+	UV=$(UV) $(VENV_313)/bin/python -m pytest -q -p no:cacheprovider $(TESTS_313)
+
 bench: $(VENV_STAMP)
 	$(RUN) bench/run.py
 
@@ -98,8 +115,13 @@ restore-drill: $(VENV_STAMP)
 openapi: $(VENV_STAMP)
 	@$(RUN) tools/print_openapi.py
 
+# The container-image variant of template.yaml (build/template-image.yaml; docs/operations.md).
+image-template: $(VENV_STAMP)
+	@$(VENV)/bin/python tools/image_template.py
+
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache $(CLIENTS)/node_modules $(CLIENTS)/build
+	rm -rf $(VENV) $(VENV_313) $(TOOLS) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache build \
+	  $(CLIENTS)/node_modules $(CLIENTS)/build
 
 include mk/sam.mk
 include mk/checks.mk

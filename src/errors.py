@@ -1,10 +1,11 @@
-"""Domain error types and the one mapping from every error to an RFC 9457 problem+json response."""
+"""The one mapping from every error to an RFC 9457 problem+json response (the domain's error types live in
+domain_errors.py and are re-exported here)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,106 +13,53 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from domain_errors import (
+    BadRequest,
+    Conflict,
+    ContentTooLarge,
+    DomainError,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    UnprocessableContent,
+    UnsupportedMediaType,
+)
 from observability import logger, record_problem
+
+# The domain's error types are defined FastAPI-free in domain_errors.py; callers import them from here too.
+__all__ = [
+    "DATA_STORE_RETRY_AFTER_SECONDS",
+    "PROBLEM_CONTENT_TYPE",
+    "PROBLEM_TYPE_BASE",
+    "BadRequest",
+    "Conflict",
+    "ContentTooLarge",
+    "DomainError",
+    "Forbidden",
+    "NotFound",
+    "PreconditionFailed",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnhandledErrorMiddleware",
+    "UnprocessableContent",
+    "UnsupportedMediaType",
+    "describe_validation_errors",
+    "domain_error_response",
+    "error_response",
+    "install_error_handlers",
+    "internal_error_response",
+    "is_transient_aws_failure",
+    "problem_response",
+    "problem_type_of",
+    "transient_failure_response",
+]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:stratus:problem:"
-
-
-class DomainError(Exception):
-    """An error the domain raises on purpose; only this module knows its HTTP status."""
-
-    status: ClassVar[int] = HTTPStatus.BAD_REQUEST
-    problem: ClassVar[str] = "bad-request"
-    title: ClassVar[str] = "Bad request"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        extensions: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.headers = dict(headers or {})
-        self.extensions = dict(extensions or {})
-
-
-class BadRequest(DomainError):
-    status = HTTPStatus.BAD_REQUEST
-    problem = "bad-request"
-    title = "Bad request"
-
-
-class Unauthorized(DomainError):
-    status = HTTPStatus.UNAUTHORIZED
-    problem = "unauthorized"
-    title = "Authentication required"
-
-    def __init__(self, detail: str, *, error: str = "invalid_token") -> None:
-        # RFC 6750: the challenge names the scheme and what was wrong, never why in detail.
-        super().__init__(detail, headers={"WWW-Authenticate": f'Bearer error="{error}"'})
-
-
-class Forbidden(DomainError):
-    status = HTTPStatus.FORBIDDEN
-    problem = "forbidden"
-    title = "Forbidden"
-
-
-class NotFound(DomainError):
-    status = HTTPStatus.NOT_FOUND
-    problem = "not-found"
-    title = "Not found"
-
-
-class Conflict(DomainError):
-    status = HTTPStatus.CONFLICT
-    problem = "conflict"
-    title = "Conflict"
-
-
-class PreconditionFailed(DomainError):
-    status = HTTPStatus.PRECONDITION_FAILED
-    problem = "precondition-failed"
-    title = "Precondition failed"
-
-
-class UnsupportedMediaType(DomainError):
-    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
-    problem = "unsupported-media-type"
-    title = "Unsupported media type"
-
-
-class ContentTooLarge(DomainError):
-    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-    problem = "content-too-large"
-    title = "Content too large"
-
-
-class UnprocessableContent(DomainError):
-    status = 422
-    problem = "unprocessable-content"
-    title = "Unprocessable content"
-
-
-class TooManyRequests(DomainError):
-    status = HTTPStatus.TOO_MANY_REQUESTS
-    problem = "rate-limited"
-    title = "Too many requests"
-
-    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
-        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after_seconds))})
-
-
-class ServiceUnavailable(DomainError):
-    status = HTTPStatus.SERVICE_UNAVAILABLE
-    problem = "service-unavailable"
-    title = "Service unavailable"
-
-    def __init__(self, detail: str, *, retry_after_seconds: int = 1) -> None:
-        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after_seconds))})
 
 
 _GENERIC_PROBLEMS: dict[int, str] = {

@@ -18,14 +18,10 @@ from starlette.types import ASGIApp, Receive, Send
 
 from errors import Forbidden, ServiceUnavailable, domain_error_response
 from observability import logger
+from partner_entry import PARTNER_BASE_PATH, PARTNER_RESOURCES
 
 _PATH_PARAMETER = re.compile(r"\{([^}+]+)\+?\}")
 _DUPLICATE_SLASHES = re.compile(r"/{2,}")
-
-# The partner entry point (template.yaml, EnablePartnerTier): the whole app again under this path, behind
-# the partner authorizer. Its prefix belongs to the root path, like the stage: the app sees its own routes.
-PARTNER_BASE_PATH = "/partner"
-PARTNER_RESOURCES = frozenset({PARTNER_BASE_PATH, f"{PARTNER_BASE_PATH}/{{proxy+}}"})
 
 
 def partner_entry_principal(scope: Scope) -> str | None:

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from starlette.middleware import Middleware
 
+import runtime_hooks
 from app_secrets import PurposeKeys
-from auth import TokenVerifier
+from auth import Principal, TokenVerifier
 from content_type import JsonBodiesOnlyMiddleware
 from cors import ProblemCORSMiddleware
-from docs import install_docs
 from errors import UnhandledErrorMiddleware, install_error_handlers
 from gateway import CdnOnlyMiddleware, CdnOrigin, HttpApiGateway, RestApiGateway, origin_secret_values
+from lazy_routes import DeferredRoutes, InstallDeferredRoutesMiddleware
 from models import bind_models
 from observability import REQUEST_ID_HEADER, RequestContextMiddleware
-from openapi import install_openapi
 from pagination import CursorCodec
 from ratelimit import install_rate_limits
-from routers import activity, admin, api_keys, health, invitations, me, projects, root, tasks
-from services.api_keys import authenticate_api_key
+from routers import health, root
 from settings import Settings, get_settings
 from trpc.mount import TrpcMount, describe_in_openapi
 
@@ -36,9 +35,40 @@ def _operation_id(route: APIRoute) -> str:
     return f"{tag}-{route.name}"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def install_api_routes(app: FastAPI) -> None:
+    """Every route but the index and the health checks: the API itself, its documentation pages and the
+    problem-aware OpenAPI document that describes them."""
+    from docs import install_docs
+    from openapi import install_openapi
+    from routers import activity, admin, api_keys, invitations, me, projects, tasks
+
+    app.include_router(me.router)
+    app.include_router(projects.router)
+    app.include_router(tasks.router)
+    app.include_router(invitations.router)
+    app.include_router(activity.router)
+    app.include_router(api_keys.router)
+    app.include_router(admin.router)
+    # Last: API routes are matched first on every request; the docs pages are rarely asked for.
+    install_docs(app)
+    install_openapi(app)
+    describe_in_openapi(app)
+
+
+async def _authenticate_api_key(request: Request, api_key: str) -> Principal:
+    # Imported on the first API key: the service and the user directory it consults cost a cold start
+    # answering anything else.
+    from services.api_keys import authenticate_api_key
+
+    return await authenticate_api_key(request, api_key)
+
+
+def create_app(settings: Settings | None = None, *, defer_routes: bool = False) -> FastAPI:
+    """The app. `defer_routes`: install the API's routes on the first request that needs them (the deployed
+    function's cold start then answers a liveness check without building them; lazy_routes.py)."""
     settings = settings or get_settings()
     bind_models(settings)
+    deferred = DeferredRoutes(install_api_routes)
     app = FastAPI(
         title="Stratus API",
         version=API_VERSION,
@@ -90,31 +120,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # tRPC at /trpc answers its own requests, content-type errors included (as tRPC envelopes).
             Middleware(TrpcMount),
             Middleware(JsonBodiesOnlyMiddleware),
+            Middleware(InstallDeferredRoutesMiddleware, deferred=deferred),
         ],
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
-    app.state.api_key_authenticator = authenticate_api_key
+    app.state.api_key_authenticator = _authenticate_api_key
     app.state.cursor_codec = CursorCodec(PurposeKeys(settings, "cursor-signing"))
     install_error_handlers(app)
     install_rate_limits(app, settings)
     app.include_router(root.router)
     app.include_router(health.router)
-    app.include_router(me.router)
-    app.include_router(projects.router)
-    app.include_router(tasks.router)
-    app.include_router(invitations.router)
-    app.include_router(activity.router)
-    app.include_router(api_keys.router)
-    app.include_router(admin.router)
-    # Last: API routes are matched first on every request; the docs pages are rarely asked for.
-    install_docs(app)
-    install_openapi(app)
-    describe_in_openapi(app)
+    deferred.guard_openapi(app)
+    app.state.deferred_routes = deferred
+    if not defer_routes:
+        deferred.ensure_installed(app)
     return app
 
 
-app = create_app()
+app = create_app(defer_routes=True)
 
 
 def create_handler(asgi_app: FastAPI) -> Mangum:
@@ -133,6 +157,8 @@ def create_handler(asgi_app: FastAPI) -> Mangum:
 
 
 _mangum = create_handler(app)
+# SnapStart: prime before the snapshot, renew per-container state after each restore (no-op otherwise).
+runtime_hooks.register(app)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

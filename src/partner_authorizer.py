@@ -14,28 +14,119 @@ a partner client without a key in the plan → 403; the signing keys or the plan
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerResponse,
     APIGatewayAuthorizerTokenEvent,
 )
 
-from auth import TokenVerifier, bearer_token
-from errors import Unauthorized
-from gateway import PARTNER_BASE_PATH
+from domain_errors import Unauthorized
 from observability import logger
+from partner_entry import PARTNER_BASE_PATH
 from partner_keys import PartnerKeys
-from settings import Settings, get_settings
+from tokens import TokenSettings, TokenVerifier, bearer_token
 
 # The one message API Gateway turns into a 401 (anything else raised becomes a 500).
 _UNAUTHORIZED = "Unauthorized"
 
 
+class PartnerAuthorizerSettings(TokenSettings, Protocol):
+    """What the authorizer reads: Settings provides it (tests), and AuthorizerSettings (deployed)."""
+
+    @property
+    def partner_usage_plan_id(self) -> str: ...
+
+
+# Settings' values and its refusals in prod, for the variables read here (tests/test_cold_start_functions.py
+# compares the two readers). Kept apart from settings.py: importing pydantic and building one model is most
+# of this function's cold start (make bench), and a token check needs none of it.
+_STAGES = ("dev", "test", "staging", "prod")
+_DEVELOPMENT_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "[::1]", "host.docker.internal")  # noqa: S104
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class AuthorizerSettings:
+    """The partner authorizer's configuration, read from the environment variables that settings.Settings
+    reads, with the same defaults and the same refusals in prod, without pydantic."""
+
+    stage: str = "dev"
+    aws_region: str = "us-east-1"
+    cognito_user_pool_id: str = ""
+    cognito_client_ids: tuple[str, ...] = ()
+    partner_client_ids: tuple[str, ...] = ()
+    partner_usage_plan_id: str = ""
+    cognito_jwks_url: str = ""
+    cognito_jwks: str = ""
+    jwks_refetch_cooldown_seconds: float = 60.0
+    jwks_timeout_seconds: float = 2.0
+
+    @property
+    def cognito_issuer(self) -> str:
+        return f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.cognito_user_pool_id}"
+
+    @property
+    def jwks_url(self) -> str:
+        return self.cognito_jwks_url or f"{self.cognito_issuer}/.well-known/jwks.json"
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> AuthorizerSettings:
+        defaults = cls()
+        settings = cls(
+            stage=environ.get("STAGE", defaults.stage),
+            aws_region=next(
+                (environ[name] for name in ("AWS_REGION", "AWS_DEFAULT_REGION") if name in environ),
+                defaults.aws_region,
+            ),
+            cognito_user_pool_id=environ.get("COGNITO_USER_POOL_ID", ""),
+            cognito_client_ids=_csv(environ.get("COGNITO_CLIENT_IDS", "")),
+            partner_client_ids=_csv(environ.get("PARTNER_CLIENT_IDS", "")),
+            partner_usage_plan_id=environ.get("PARTNER_USAGE_PLAN_ID", ""),
+            cognito_jwks_url=environ.get("COGNITO_JWKS_URL", ""),
+            cognito_jwks=environ.get("COGNITO_JWKS", ""),
+            jwks_refetch_cooldown_seconds=float(
+                environ.get("JWKS_REFETCH_COOLDOWN_SECONDS", defaults.jwks_refetch_cooldown_seconds)
+            ),
+            jwks_timeout_seconds=float(environ.get("JWKS_TIMEOUT_SECONDS", defaults.jwks_timeout_seconds)),
+        )
+        settings.refuse_invalid(environ)
+        return settings
+
+    def refuse_invalid(self, environ: Mapping[str, str]) -> None:
+        problems: list[str] = []
+        if self.stage not in _STAGES:
+            problems.append(f"STAGE must be one of {', '.join(_STAGES)}")
+        elif self.stage == "prod":
+            overrides = sorted(
+                name for name, value in environ.items() if name.startswith("AWS_ENDPOINT_URL") and value
+            )
+            if overrides:
+                problems.append(
+                    f"{', '.join(overrides)} must not be set in prod (they point the SDK at a stand-in)"
+                )
+            if self.cognito_jwks_url and any(host in self.cognito_jwks_url for host in _DEVELOPMENT_HOSTS):
+                problems.append("COGNITO_JWKS_URL points at a local stand-in")
+            if not self.cognito_user_pool_id:
+                problems.append("COGNITO_USER_POOL_ID is required in prod")
+        if problems:
+            raise ValueError("refusing to start with development-only settings: " + "; ".join(problems))
+
+
 class PartnerAuthorizer:
     def __init__(
-        self, settings: Settings, *, verifier: TokenVerifier | None = None, keys: PartnerKeys | None = None
+        self,
+        settings: PartnerAuthorizerSettings,
+        *,
+        verifier: TokenVerifier | None = None,
+        keys: PartnerKeys | None = None,
     ):
         self.verifier = verifier or TokenVerifier(settings, client_ids=settings.partner_client_ids)
         self.keys = keys or PartnerKeys(settings.partner_usage_plan_id)
@@ -80,7 +171,7 @@ class PartnerAuthorizer:
 @lru_cache(maxsize=1)
 def _authorizer() -> PartnerAuthorizer:
     # Built on the first invocation, once per container.
-    return PartnerAuthorizer(get_settings())
+    return PartnerAuthorizer(AuthorizerSettings.from_environment())
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

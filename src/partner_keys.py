@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from errors import ServiceUnavailable
+from domain_errors import ServiceUnavailable
 from observability import logger
 
 # A new or removed key takes effect within this time (API Gateway also caches each token's answer).

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # Seconds between two JWKS refetches triggered by an unknown key id.
     jwks_refetch_cooldown_seconds: float = 60.0
     jwks_timeout_seconds: float = 2.0
+    # The pool's signing keys (its JWKS document, JSON), shipped with the deployment (template.yaml,
+    # PoolSigningKeys): tokens are verified without a network call, and the JWKS URL is fetched only for a
+    # key id these lack. Empty (local development): fetched on the first token check.
+    cognito_jwks: str = ""
 
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"]

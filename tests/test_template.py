@@ -113,6 +113,12 @@ DOCUMENTED_MANAGED_POLICIES = {
     ("ApiGatewayCloudWatchRole", "AmazonAPIGatewayPushToCloudWatchLogs"): (
         "the account-wide API Gateway logging role: API Gateway names each API's log groups itself"
     ),
+    **{
+        (role, "AWSLambdaENIManagementAccess"): (
+            "in a VPC (SubnetIds) only: Lambda creates the function's network interfaces with its role"
+        )
+        for role in ("ApiFunctionRole", "StreamFunctionRole", "PartnerAuthorizerFunctionRole")
+    },
 }
 DEV_ONLY_PACKAGES = {"uvicorn", "pytest", "moto", "ruff", "mypy"}
 # Read by libraries rather than by Settings fields (botocore reads AWS_ENDPOINT_URL).
@@ -146,6 +152,11 @@ def condition_is_true(template: dict[str, Any], name: str, parameters: dict[str,
             return all(evaluate(item) for item in argument)
         if function == "Fn::Or":
             return any(evaluate(item) for item in argument)
+        if function == "Fn::Join":
+            # A CommaDelimitedList parameter's value is given as its comma-separated text.
+            separator, items = argument
+            values = evaluate(items)
+            return str(separator).join(values.split(",") if isinstance(values, str) else values)
         raise AssertionError(f"unsupported in a condition: {function}")
 
     return bool(evaluate(template["Conditions"][name]))
@@ -455,6 +466,9 @@ def _deployed_value(value: Any, parameters: dict[str, str]) -> str:
     if "Fn::Join" in value:
         separator, parts = value["Fn::Join"]
         return str(separator).join(_deployed_value(part, parameters) for part in parts)
+    if "Fn::GetAtt" in value:
+        resource, attribute = value["Fn::GetAtt"]
+        return f"{resource.lower()}-{attribute.lower()}"
     raise AssertionError(f"unexpected intrinsic in an environment variable: {value}")
 
 
@@ -559,7 +573,8 @@ def test_every_route_proxies_to_the_api_function(template: dict[str, Any]) -> No
     for route, operation in operations(api).items():
         integration = operation["x-amazon-apigateway-integration"]
         assert (integration["type"], integration["httpMethod"]) == ("aws_proxy", "POST"), route
-        # The live alias, which CodeDeploy moves to each new version (safe deployments).
+        # The alias `live`: CodeDeploy moves it to each new version (safe deployments), and SnapStart or
+        # provisioned concurrency pre-warms the version it points at.
         assert "/functions/${ApiFunction.Alias}/invocations" in integration["uri"]["Fn::Sub"], route
 
 
@@ -1244,8 +1259,11 @@ def test_no_iam_statement_names_every_resource_without_a_documented_reason(resou
             assert (name, statement.get("Sid")) in DOCUMENTED_WILDCARDS, f"{name}: {statement}"
 
 
-def test_roles_carry_only_documented_managed_policies(resources: dict[str, Any]) -> None:
-    for name, resource in resources.items():
+def test_roles_carry_only_documented_managed_policies(template: dict[str, Any]) -> None:
+    in_vpc = deployed_resources(
+        template, EnablePartnerTier="true", SubnetIds="subnet-0a1", SecurityGroupIds="sg-0b2"
+    )
+    for name, resource in in_vpc.items():
         if resource["Type"] != "AWS::IAM::Role":
             continue
         for arn in resource["Properties"].get("ManagedPolicyArns", []):

@@ -1,1 +1,2 @@
-"""Lambda entry points other than the API: thin modules that import only what they use."""
+"""Lambda entry points other than the API's (template.yaml names each handler): thin modules that import
+only what they use."""
