@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import available_timezones
 
@@ -23,6 +24,13 @@ router = APIRouter(prefix="/me", tags=["me"])
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
 
 
+@cache
+def _time_zone_names() -> frozenset[str]:
+    # available_timezones() walks the time zone database on disk at every call (~600 files): once per
+    # container is enough, or every request naming a time zone would pay for the walk.
+    return frozenset(available_timezones())
+
+
 class Preferences(BaseModel):
     """Known preferences; send `null` for one to clear it."""
 
@@ -35,7 +43,7 @@ class Preferences(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str | None) -> str | None:
-        if value is not None and value not in available_timezones():
+        if value is not None and value not in _time_zone_names():
             raise ValueError("not an IANA time zone name")
         return value
 
