@@ -26,7 +26,7 @@ help:
 	@echo "make dev        local AWS stand-in + API with reload at http://127.0.0.1:$(PORT)/docs (PORT=, AWS_PORT=)"
 	@echo "make token      access token for a demo user (as=alice|bob)"
 	@echo "make test       lint, type-check, sam validate and the whole test suite"
-	@echo "make lint       ruff check and format check;  make typecheck: mypy --strict"
+	@echo "make lint       ruff check and format check, bandit;  make typecheck: mypy --strict"
 	@echo "make bench      cold start, warm latency and rate-limit cost against baselines"
 	@echo "make openapi    print the OpenAPI document"
 	@echo "make clients    regenerate clients/typescript (tRPC AppRouter type, openapi-typescript paths)"
@@ -55,9 +55,11 @@ token: $(VENV_STAMP)
 
 test: lint typecheck typescript browser validate check-templates pytest pytest-3.13
 
+# bandit: medium and high findings fail; a justified exception carries `# nosec <id>` and its reason inline.
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check src tests local bench tools edge
 	$(VENV)/bin/ruff format --check src tests local bench tools edge
+	$(VENV)/bin/bandit -q -r src edge -ll
 
 typecheck: $(VENV_STAMP)
 	$(VENV)/bin/mypy src local tools edge
