@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -61,18 +62,31 @@ PLACEHOLDER = "__hostile_placeholder_3c9e__"
 @dataclass(frozen=True)
 class Hostile:
     """One hostile value: as raw JSON text (a body field) and, when it has one, as text (a path segment,
-    a query parameter, a header). `malformed`: no id, token, tag, cursor or ETag ever looks like it (a
-    moment or a number written as text may well be a valid key or tag)."""
+    a query parameter, a header).
+
+    `malformed`: no id, token, tag, cursor or ETag ever looks like it (a moment or a number written as
+    text may well be a valid key or tag). `unprintable`: it holds what no stored text may hold (a control
+    character, half a surrogate pair, a bidirectional override), so every body field refuses it."""
 
     label: str
     json_text: str
     text: str | None
     malformed: bool = True
+    unprintable: bool = False
 
 
 def _string(label: str, value: str, *, malformed: bool = True) -> Hostile:
+    unprintable = any(unicodedata.category(c) in ("Cc", "Cs") or c in BIDI_OVERRIDES for c in value)
     # json.dumps escapes a lone surrogate as "\ud800", as a client writing JSON by hand would send it.
-    return Hostile(label, json.dumps(value), value, malformed)
+    return Hostile(label, json.dumps(value), value, malformed, unprintable)
+
+
+BIDI_OVERRIDES = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Appended to a valid value: a pattern must refuse the value even when all the rest of it is right.
+SUFFIXES = [
+    _string("valid + open bracket", "["),
+    *(_string(f"valid + {label}", text) for label, text in (("NUL", "\u0000"), ("override", "\u202e"))),
+]
 
 
 def _nested(opening: str, closing: str, depth: int) -> str:
@@ -88,6 +102,7 @@ STRINGS = [
     _string("x[", "x["),
     _string("x]y", "x]y"),
     _string("document path", "roles.x[0].#y"),
+    _string("slash", "x/../y"),
     _string("lone high surrogate", "\ud800"),
     _string("lone low surrogate", "x\udfffy"),
     _string("NUL", "\u0000"),
@@ -152,6 +167,8 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     content_type: str | None = None
+    # Sent in chunks without a Content-Length (Transfer-Encoding: chunked).
+    chunked: bool = False
 
     def url(self) -> str:
         path = self.template
@@ -169,8 +186,10 @@ class Call:
         return {name: value.encode("utf-8", "surrogatepass") for name, value in headers.items()}
 
     def send(self, client: TestClient) -> Any:
+        body = self.body or b""
+        content = iter([body[i : i + 8192] for i in range(0, len(body), 8192)]) if self.chunked else self.body
         return client.request(
-            self.method, self.url(), headers=self.raw_headers(), content=self.body, follow_redirects=False
+            self.method, self.url(), headers=self.raw_headers(), content=content, follow_redirects=False
         )
 
 
@@ -474,8 +493,15 @@ def _whole_body_mutations(call: Call, has_body: bool) -> list[Mutation]:
         )
 
     # What the body guard refuses whatever the operation: every POST, PUT and PATCH gets these.
+    oversized = json.dumps({"name": "x" * (MAX_BODY_BYTES + 1)}).encode()
     refused_anywhere = [
-        body("over 64 KiB", json.dumps({"name": "x" * (MAX_BODY_BYTES + 1)}).encode()),
+        body("over 64 KiB", oversized),
+        Mutation(
+            "whole body",
+            "",
+            "over 64 KiB, chunked",
+            lambda c: _replace(c, body=oversized, content_type="application/json", chunked=True),
+        ),
         body("text/plain", b'{"name": "x"}', "text/plain"),
         body("form", b"name=x", "application/x-www-form-urlencoded"),
         body("multipart", b"--b\r\n\r\nx\r\n--b--\r\n", "multipart/form-data; boundary=b"),
@@ -518,7 +544,9 @@ def _mutations(call: Call, operation: dict[str, Any]) -> list[Mutation]:
     for parameter in operation.get("parameters", []):
         name, where = parameter["name"], parameter["in"]
         numeric = _non_null(parameter["schema"]).get("type") in ("integer", "number")
-        for value in STRINGS + NUMBERS_AS_TEXT if numeric else STRINGS:
+        valid = {**call.path, **call.query}.get(name) or str(_schema_value(parameter["schema"]))
+        suffixed = [replace(suffix, text=valid + (suffix.text or "")) for suffix in SUFFIXES]
+        for value in STRINGS + NUMBERS_AS_TEXT + suffixed if numeric else STRINGS + suffixed:
             assert value.text is not None
             text = value.text
             if where == "path":
@@ -546,14 +574,21 @@ def _mutations(call: Call, operation: dict[str, Any]) -> list[Mutation]:
     schema = _request_body_schema(operation)
     if schema is not None:
         for at in _body_fields(schema):
-            valid = json.dumps(_value_at(call.body or b"{}", at))
-            for value in BODY_VALUES:
+            current = _value_at(call.body or b"{}", at)
+            valid = json.dumps(current)
+            suffixed = (
+                [replace(s, json_text=json.dumps(current + (s.text or ""))) for s in SUFFIXES]
+                if isinstance(current, str)
+                else []
+            )
+            for value in BODY_VALUES + suffixed:
                 mutations.append(
                     Mutation(
                         "body",
                         _field_name(at),
                         value.label,
                         lambda c, a=at, r=value.json_text: _replace(c, body=_body_with(c, a, r)),
+                        never_valid=value.unprintable,
                     )
                 )
             if isinstance(at[-1], str):

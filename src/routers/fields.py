@@ -64,18 +64,6 @@ Tag = Annotated[
     StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9-]{0,31}$"),
     Field(description="A tag: 1-32 characters, a-z, 0-9 and '-'.", examples=["launch"]),
 ]
-# Deliberately narrower than RFC 5321: one @, no spaces or control characters, a dot in the domain.
-Email = Annotated[
-    str,
-    StringConstraints(
-        min_length=3,
-        max_length=254,
-        pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
-    ),
-    Field(description="An email address.", examples=["newhire@example.com"]),
-]
-
-
 # Text: no control characters (tabs and line breaks only where text may span lines) and no bidirectional
 # overrides or isolates, which make a name read differently from what it is (CVE-2021-42574's trick).
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -102,6 +90,19 @@ def _many_lines(value: str) -> str:
 # Used with Field's length bounds at each field: `name: OneLine = Field(min_length=1, max_length=100)`.
 OneLine = Annotated[str, AfterValidator(_one_line)]
 MultiLine = Annotated[str, AfterValidator(_many_lines)]
+
+# Deliberately narrower than RFC 5321: one @, no spaces, a dot in the domain, and (like any one line of
+# text) no control characters or bidirectional overrides: an address is shown to people and kept in keys.
+Email = Annotated[
+    str,
+    StringConstraints(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
+    ),
+    AfterValidator(_one_line),
+    Field(description="An email address.", examples=["newhire@example.com"]),
+]
 
 
 # Moments a client may send: with an offset (a naive time means nothing to a server in another zone) and
