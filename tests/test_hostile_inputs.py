@@ -1,18 +1,22 @@
 """Hostile inputs, one field at a time, for every operation of the OpenAPI document.
 
 Each operation first gets a valid request (path parameters naming real items made through the API, a body
-built from its schema) that must succeed. Then every path parameter, query parameter, header and body field
-it declares (nested ones too) is replaced, one at a time, by values that no documented format produces:
-document-path characters, lone surrogates, NUL, bidirectional marks, 5 000 characters, naive and
-out-of-range moments, huge numbers, NaN, wrong JSON types, deep nesting, duplicate keys; and the whole body
-by what is not JSON, too large, or of another media type. Whatever is sent: never a 5xx, every 4xx is a
-problem+json document, and a refused request writes nothing.
+built from its schema) that must succeed. Then every path parameter, query parameter, header, credential
+and body field it declares (nested ones too) is replaced, one at a time, by values that no documented
+format produces: document-path characters, lone surrogates, NUL, bidirectional marks, 5 000 characters,
+naive and out-of-range moments, huge numbers, NaN, wrong JSON types, deep nesting, duplicate keys, a valid
+value with a bad character appended; and the whole body by what is not JSON, too large, or of another
+media type. Whatever is sent: never a 5xx, every 4xx is a problem+json document, a refused request writes
+nothing, and what no valid request carries (a malformed id, a control character in stored text) is
+refused.
 
-"Writes nothing" is checked twice: every AWS call of a refused request is recorded (no successful
-DynamoDB or Cognito write may be among them, rate-limit counters aside), and both tables are scanned
-before and after each operation's refused requests, every changed item having to be one that an accepted
-request of that operation wrote. (Scanning after every single request would cost the stand-in a full
-scan per request, minutes in all, for what the call record already pins to the request.)
+"Writes nothing" holds the tables to exactly what they held before the request. Each operation starts
+from empty tables, scanned once its items exist; every successful write call (DynamoDB or Cognito) is
+recorded as it is made, and each item a request wrote is read back at once: a refused request must leave
+each of them as it was (an idempotency record made and released within it is fine), and what the last
+request left is what the next one starts from. A scan at the end must find exactly that, so no write
+escaped the record. (A full scan before and after each of several thousand requests would cost minutes
+for what the record pins to the request.)
 
 A new operation is covered as it appears; one whose path parameter has no entry in PATH_PARAMETERS, or
 whose valid request does not succeed, fails here until it gets one.
@@ -53,6 +57,7 @@ KEY_ATTRIBUTES: dict[str, tuple[str, ...]] = {}
 # The request body limit (src/content_type.py), and a body just over it.
 MAX_BODY_BYTES = 64 * 1024
 PLACEHOLDER = "__hostile_placeholder_3c9e__"
+TRANSIENT_RETRIES = 2
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -75,13 +80,15 @@ class Hostile:
     unprintable: bool = False
 
 
+BIDI_OVERRIDES = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def _string(label: str, value: str, *, malformed: bool = True) -> Hostile:
     unprintable = any(unicodedata.category(c) in ("Cc", "Cs") or c in BIDI_OVERRIDES for c in value)
     # json.dumps escapes a lone surrogate as "\ud800", as a client writing JSON by hand would send it.
     return Hostile(label, json.dumps(value), value, malformed, unprintable)
 
 
-BIDI_OVERRIDES = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # Appended to a valid value: a pattern must refuse the value even when all the rest of it is right.
 SUFFIXES = [
     _string("valid + open bracket", "["),
@@ -178,12 +185,12 @@ class Call:
             path += "?" + "&".join(f"{_percent(k)}={_percent(v)}" for k, v in self.query.items())
         return path
 
-    def raw_headers(self) -> dict[str, bytes]:
+    def raw_headers(self) -> dict[bytes, bytes]:
         headers = dict(self.headers)
         if self.content_type is not None:
             headers["Content-Type"] = self.content_type
         # Bytes as they would come off the wire; a lone surrogate becomes its (invalid) UTF-8 encoding.
-        return {name: value.encode("utf-8", "surrogatepass") for name, value in headers.items()}
+        return {name.encode(): value.encode("utf-8", "surrogatepass") for name, value in headers.items()}
 
     def send(self, client: TestClient) -> Any:
         body = self.body or b""
@@ -200,20 +207,40 @@ def _percent(value: str) -> str:
 
 @dataclass(frozen=True)
 class Mutation:
-    where: str  # path, query, header, body or whole body
-    name: str
-    value: str
-    apply: Callable[[Call], Call]
-    # Whether no valid request can carry it (a malformed id, token or header): then it must be refused.
+    """One field of a valid request replaced by a hostile value."""
+
+    where: str  # path, query, header, credential, body or whole body
+    name: str  # the parameter, header or body field (a.b[0]); empty for the whole body
+    label: str  # what the value is
+    value: str | bytes  # text for a parameter or header, raw JSON text for a body field, a whole body
+    # Whether no valid request can carry it (a malformed id, token or header; a control character in
+    # stored text): then it must be refused.
     never_valid: bool = False
+    at: tuple[str | int, ...] = ()
+    duplicate_of: str | None = None  # a body field: the valid JSON value sent first under the same key
+    content_type: str | None = "application/json"  # a whole body
+    chunked: bool = False  # a whole body
 
     @property
-    def label(self) -> str:
-        return f"{self.where} {self.name} = {self.value}"
+    def description(self) -> str:
+        return f"{self.where} {self.name} = {self.label}".replace("  ", " ")
 
-
-def _replace(call: Call, **changes: Any) -> Call:
-    return Call(**{**call.__dict__, **{k: dict(v) if isinstance(v, dict) else v for k, v in changes.items()}})
+    def apply(self, call: Call) -> Call:
+        value = self.value
+        if self.where == "whole body":
+            assert isinstance(value, bytes)
+            return replace(call, body=value, content_type=self.content_type, chunked=self.chunked)
+        assert isinstance(value, str)
+        if self.where == "path":
+            return replace(call, path={**call.path, self.name: value})
+        if self.where == "query":
+            return replace(call, query={**call.query, self.name: value})
+        if self.where == "header":
+            return replace(call, headers={**call.headers, self.name: value})
+        if self.where == "credential":
+            return replace(call, headers={self.name: value})
+        body = _body_with(call, self.at, value, duplicate_of=self.duplicate_of)
+        return replace(call, body=body)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -484,24 +511,16 @@ def _value_at(body: bytes, at: Path) -> Any:
 
 
 def _whole_body_mutations(call: Call, has_body: bool) -> list[Mutation]:
-    def body(label: str, content: bytes, content_type: str | None = "application/json") -> Mutation:
-        return Mutation(
-            "whole body",
-            "",
-            label,
-            lambda c: _replace(c, body=content, content_type=content_type),
-        )
+    def body(
+        label: str, content: bytes, content_type: str | None = "application/json", *, refused: bool = True
+    ) -> Mutation:
+        return Mutation("whole body", "", label, content, refused, content_type=content_type)
 
     # What the body guard refuses whatever the operation: every POST, PUT and PATCH gets these.
     oversized = json.dumps({"name": "x" * (MAX_BODY_BYTES + 1)}).encode()
     refused_anywhere = [
         body("over 64 KiB", oversized),
-        Mutation(
-            "whole body",
-            "",
-            "over 64 KiB, chunked",
-            lambda c: _replace(c, body=oversized, content_type="application/json", chunked=True),
-        ),
+        Mutation("whole body", "", "over 64 KiB, chunked", oversized, True, chunked=True),
         body("text/plain", b'{"name": "x"}', "text/plain"),
         body("form", b"name=x", "application/x-www-form-urlencoded"),
         body("multipart", b"--b\r\n\r\nx\r\n--b--\r\n", "multipart/form-data; boundary=b"),
@@ -513,14 +532,14 @@ def _whole_body_mutations(call: Call, has_body: bool) -> list[Mutation]:
     if not has_body:
         return refused_anywhere
     valid = call.body or b"{}"
-    first_key = next(iter(json.loads(valid)), "name")
+    first_key = json.dumps(next(iter(json.loads(valid)), "name")).encode()
     return [
         *refused_anywhere,
         body("empty", b""),
         body("not JSON", b"{'name': x"),
         body("truncated", valid[:-1]),
         body("invalid UTF-8", b'{"name": "\xff\xfe"}'),
-        body("UTF-8 BOM", b"\xef\xbb\xbf" + valid),
+        body("UTF-8 BOM", b"\xef\xbb\xbf" + valid, refused=False),
         body("JSON null", b"null"),
         body("JSON array", b"[]"),
         body("JSON string", b'"x"'),
@@ -528,86 +547,71 @@ def _whole_body_mutations(call: Call, has_body: bool) -> list[Mutation]:
         body("NaN", b"NaN"),
         body("unknown field", valid[:-1] + b', "x[": 1}'),
         body("NUL key", valid[:-1] + b', "\\u0000": 1}'),
-        body(
-            "duplicate key, hostile last",
-            valid[:-1] + f", {json.dumps(first_key)}: ".encode() + b'"x\\u0000"}',
-        ),
+        body("duplicate key, hostile last", valid[:-1] + b", " + first_key + b': "x\\u0000"}'),
+        # The last of duplicate keys counts, as in most JSON parsers; that one is valid here.
         body(
             "duplicate key, hostile first",
-            b"{" + f"{json.dumps(first_key)}: ".encode() + b'"x\\u0000", ' + valid[1:],
+            b"{" + first_key + b': "x\\u0000", ' + valid[1:],
+            refused=False,
         ),
     ]
 
 
-def _mutations(call: Call, operation: dict[str, Any]) -> list[Mutation]:
-    mutations: list[Mutation] = []
-    for parameter in operation.get("parameters", []):
-        name, where = parameter["name"], parameter["in"]
-        numeric = _non_null(parameter["schema"]).get("type") in ("integer", "number")
-        valid = {**call.path, **call.query}.get(name) or str(_schema_value(parameter["schema"]))
-        suffixed = [replace(suffix, text=valid + (suffix.text or "")) for suffix in SUFFIXES]
-        for value in STRINGS + NUMBERS_AS_TEXT + suffixed if numeric else STRINGS + suffixed:
-            assert value.text is not None
-            text = value.text
-            if where == "path":
-                apply = lambda c, n=name, t=text: _replace(c, path={**c.path, n: t})  # noqa: E731
-            elif where == "query":
-                apply = lambda c, n=name, t=text: _replace(c, query={**c.query, n: t})  # noqa: E731
-            elif where == "header":
-                apply = lambda c, n=name, t=text: _replace(c, headers={**c.headers, n: t})  # noqa: E731
-            else:
-                raise AssertionError(f"parameters in {where} are not covered here")
-            mutations.append(Mutation(where, name, value.label, apply, value.malformed))
+def _parameter_mutations(call: Call, parameter: dict[str, Any]) -> list[Mutation]:
+    name, where = parameter["name"], parameter["in"]
+    assert where in ("path", "query", "header"), f"parameters in {where} are not covered here"
+    numeric = _non_null(parameter["schema"]).get("type") in ("integer", "number")
+    valid = {**call.path, **call.query}.get(name) or str(_schema_value(parameter["schema"]))
+    suffixed = [replace(suffix, text=valid + (suffix.text or "")) for suffix in SUFFIXES]
+    values = STRINGS + (NUMBERS_AS_TEXT if numeric else []) + suffixed
+    return [
+        Mutation(where, name, value.label, value.text or "", never_valid=value.malformed) for value in values
+    ]
+
+
+def _credential_mutations(operation: dict[str, Any]) -> list[Mutation]:
+    mutations = []
     for header in _security_headers(operation):
         for value in CREDENTIAL_VALUES:
-            assert value.text is not None
-            credential = f"Bearer {value.text}" if header == "Authorization" else value.text
-            mutations.append(
-                Mutation(
-                    "header",
-                    header,
-                    value.label,
-                    lambda c, h=header, v=credential: _replace(c, headers={h: v}),
-                    never_valid=True,
-                )
-            )
+            text = value.text or ""
+            credential = f"Bearer {text}" if header == "Authorization" else text
+            mutations.append(Mutation("credential", header, value.label, credential, never_valid=True))
+    return mutations
+
+
+def _body_field_mutations(call: Call, at: Path) -> list[Mutation]:
+    name, current = _field_name(at), _value_at(call.body or b"{}", at)
+    suffixed = (
+        [replace(suffix, json_text=json.dumps(current + (suffix.text or ""))) for suffix in SUFFIXES]
+        if isinstance(current, str)
+        else []
+    )
+    mutations = [
+        Mutation("body", name, value.label, value.json_text, never_valid=value.unprintable, at=at)
+        for value in BODY_VALUES + suffixed
+    ]
+    if isinstance(at[-1], str):
+        valid, hostile = json.dumps(current), '"x\\u0000"'
+        mutations += [
+            Mutation("body", name, "duplicate key, hostile last", hostile, True, at=at, duplicate_of=valid),
+            Mutation("body", name, "duplicate key, hostile first", valid, at=at, duplicate_of=hostile),
+        ]
+    return mutations
+
+
+def _mutations(call: Call, operation: dict[str, Any]) -> list[Mutation]:
+    mutations = [
+        mutation
+        for parameter in operation.get("parameters", [])
+        for mutation in _parameter_mutations(call, parameter)
+    ]
+    mutations += _credential_mutations(operation)
     schema = _request_body_schema(operation)
     if schema is not None:
         for at in _body_fields(schema):
-            current = _value_at(call.body or b"{}", at)
-            valid = json.dumps(current)
-            suffixed = (
-                [replace(s, json_text=json.dumps(current + (s.text or ""))) for s in SUFFIXES]
-                if isinstance(current, str)
-                else []
-            )
-            for value in BODY_VALUES + suffixed:
-                mutations.append(
-                    Mutation(
-                        "body",
-                        _field_name(at),
-                        value.label,
-                        lambda c, a=at, r=value.json_text: _replace(c, body=_body_with(c, a, r)),
-                        never_valid=value.unprintable,
-                    )
-                )
-            if isinstance(at[-1], str):
-                for label, first, last in (
-                    ("hostile last", valid, '"x\\u0000"'),
-                    ("hostile first", '"x\\u0000"', valid),
-                ):
-                    mutations.append(
-                        Mutation(
-                            "body",
-                            _field_name(at),
-                            f"duplicate key, {label}",
-                            lambda c, a=at, f=first, la=last: _replace(
-                                c, body=_body_with(c, a, la, duplicate_of=f)
-                            ),
-                        )
-                    )
+            mutations += _body_field_mutations(call, at)
     if call.method in ("POST", "PUT", "PATCH"):
-        mutations.extend(_whole_body_mutations(call, schema is not None))
+        mutations += _whole_body_mutations(call, schema is not None)
     return mutations
 
 
@@ -837,6 +841,20 @@ def _problem_failures(response: Any) -> list[str]:
     return failures
 
 
+def _send(call: Call, client: TestClient, tally: Tally) -> Any:
+    """The answer to `call`; sent again (twice at most) when the stand-in was too slow to answer in time
+    (a 503 the app gives for a transient AWS failure, as it should): a loaded machine is no finding, a
+    503 that stays is."""
+    for attempt in range(1 + TRANSIENT_RETRIES):
+        response = call.send(client)
+        tally.requests += 1
+        transient = response.status_code == 503 and response.headers.get("content-type") == PROBLEM
+        if not transient or attempt == TRANSIENT_RETRIES:
+            break
+        time.sleep(float(response.headers.get("Retry-After", "1")))
+    return response
+
+
 def _changed(before: Snapshot, after: Snapshot, keys: set[ItemKey] | None = None) -> set[ItemKey]:
     compared = before.keys() | after.keys() if keys is None else keys
     return {key for key in compared if before.get(key) != after.get(key)}
@@ -874,8 +892,7 @@ def test_hostile_input_gets_a_problem_and_writes_nothing(
     client, operation_id = world.client, operation["operationId"]
     tables.recreate()
     baseline_items = Items(world)
-    baseline = _valid_call(method, template, operation, world, baseline_items).send(client)
-    tally.requests += 1
+    baseline = _send(_valid_call(method, template, operation, world, baseline_items), client, tally)
     assert baseline.status_code < 300, (
         f"the valid request must succeed for the mutations to reach the code behind validation: "
         f"{baseline.status_code} {baseline.text[:300]}"
@@ -891,13 +908,12 @@ def test_hostile_input_gets_a_problem_and_writes_nothing(
     state = tables.scan()
     for mutation in mutations:
         mark = writes.mark()
-        response = mutation.apply(call).send(client)
-        tally.requests += 1
+        response = _send(mutation.apply(call), client, tally)
         refused = response.status_code >= 300
-        failures.extend(f"{mutation.label}: {failure}" for failure in _problem_failures(response))
+        failures.extend(f"{mutation.description}: {failure}" for failure in _problem_failures(response))
         if not refused:
             if mutation.never_valid:
-                failures.append(f"{mutation.label}: accepted ({response.status_code})")
+                failures.append(f"{mutation.description}: accepted ({response.status_code})")
             if operation_id in CLEANUPS:
                 CLEANUPS[operation_id](world, response)
         written = writes.items_since(mark)
@@ -906,9 +922,9 @@ def test_hostile_input_gets_a_problem_and_writes_nothing(
             # A record made and removed within the request (an idempotency key reserved, then released
             # when the request failed) leaves nothing behind: only what stays counts.
             changed = _changed(state, now, written)
-            failures.extend(f"{mutation.label}: refused, but changed {key}" for key in sorted(changed))
+            failures.extend(f"{mutation.description}: refused, but changed {key}" for key in sorted(changed))
             failures.extend(
-                f"{mutation.label}: refused, but called Cognito {name}"
+                f"{mutation.description}: refused, but called Cognito {name}"
                 for name in writes.directory_since(mark)
             )
         state = {key: item for key, item in state.items() if key not in written} | now
