@@ -1,6 +1,6 @@
 """Request bodies are small, well-formed JSON: anything else is refused with a problem before a route
 parses or validates it (415 for another media type, 413 for an oversized body, 400 for JSON that no
-model could hold: nested too deeply, or text that is not Unicode)."""
+model could hold: not UTF-8, nested too deeply, or text that is not Unicode)."""
 
 from __future__ import annotations
 
@@ -52,9 +52,26 @@ def _depth_and_text_problem(value: Any, depth: int = 0) -> str | None:
     return None
 
 
+def _utf8(body: bytes) -> bool:
+    """JSON between systems is UTF-8 (RFC 8259). Python's parser also reads UTF-16 and UTF-32, which a
+    filter in front of the API (a WAF) reads as something else, and in which the escapes checked below
+    hide; their NUL bytes give them away (a NUL byte is never part of UTF-8 JSON text)."""
+    if b"\x00" in body:
+        return False
+    if body.isascii():
+        return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def body_problem(body: bytes) -> str | None:
     """Why a JSON body must be refused before any model sees it, or None (malformed JSON syntax is left
     to the route's own parser, which says where it broke)."""
+    if not _utf8(body):
+        return "The request body is not UTF-8 JSON text."
     # Only an escape can produce a lone surrogate, and only nesting can recurse: most bodies skip the walk.
     if b"\\u" not in body and body.count(b"[") + body.count(b"{") <= _MAX_NESTING:
         return None

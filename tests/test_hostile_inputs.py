@@ -532,7 +532,9 @@ def _whole_body_mutations(call: Call, has_body: bool) -> list[Mutation]:
     if not has_body:
         return refused_anywhere
     valid = call.body or b"{}"
-    first_key = json.dumps(next(iter(json.loads(valid)), "name")).encode()
+    document = json.loads(valid)
+    first_key = json.dumps(next(iter(document), "name")).encode()
+    with_surrogate = json.dumps({**document, next(iter(document), "name"): "\ud800"})
     return [
         *refused_anywhere,
         body("empty", b""),
@@ -540,6 +542,11 @@ def _whole_body_mutations(call: Call, has_body: bool) -> list[Mutation]:
         body("truncated", valid[:-1]),
         body("invalid UTF-8", b'{"name": "\xff\xfe"}'),
         body("UTF-8 BOM", b"\xef\xbb\xbf" + valid, refused=False),
+        # JSON between systems is UTF-8 (RFC 8259); Python's parser also reads UTF-16 and UTF-32, which
+        # a filter in front (a WAF reading UTF-8) would not.
+        body("UTF-16", valid.decode().encode("utf-16-le")),
+        body("UTF-32", valid.decode().encode("utf-32")),
+        body("UTF-16, lone surrogate escape", with_surrogate.encode("utf-16-le")),
         body("JSON null", b"null"),
         body("JSON array", b"[]"),
         body("JSON string", b'"x"'),
