@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
 from local.resources import (
@@ -865,6 +866,29 @@ def _send(call: Call, client: TestClient, tally: Tally) -> Any:
 def _changed(before: Snapshot, after: Snapshot, keys: set[ItemKey] | None = None) -> set[ItemKey]:
     compared = before.keys() | after.keys() if keys is None else keys
     return {key for key in compared if before.get(key) != after.get(key)}
+
+
+def test_the_checks_tell_a_server_error_a_bare_error_a_partial_problem_and_a_change() -> None:
+    def answer(status: int, body: dict[str, Any], content_type: str = PROBLEM) -> httpx.Response:
+        return httpx.Response(status, headers={"content-type": content_type}, content=json.dumps(body))
+
+    problem = {
+        "type": "urn:stratus:problem:not-found",
+        "title": "Not found",
+        "status": 404,
+        "detail": "No such project.",
+        "instance": "/projects/x",
+        "request_id": "r",
+    }
+    assert _problem_failures(answer(404, problem)) == []
+    assert _problem_failures(answer(500, {**problem, "status": 500}))
+    assert _problem_failures(answer(422, {"detail": []}, "application/json"))
+    assert _problem_failures(answer(404, {k: v for k, v in problem.items() if k != "request_id"}))
+    assert _problem_failures(answer(400, problem))
+    key: ItemKey = ("table", (("pk", '{"S": "P#1"}'),))
+    assert _changed({key: {"v": 1}}, {key: {"v": 2}}) == {key}
+    assert _changed({key: {"v": 1}}, {}) == {key}
+    assert _changed({key: {"v": 1}}, {key: {"v": 1}}) == set()
 
 
 def test_every_path_parameter_has_a_way_to_a_valid_value() -> None:
