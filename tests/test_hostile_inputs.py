@@ -46,7 +46,6 @@ from local.resources import (
 )
 
 import main
-from models.table import StratusItem
 from tests.aws_calls import AwsCall, intercepting_aws_calls
 from tests.data.helpers import DATA_TEST_ENVIRONMENT, PROBLEM, User, bearer, data_test_environment
 
@@ -746,6 +745,8 @@ class Tables:
         """Empty tables, made anew from the same definitions: each operation starts from nothing, so scans
         stay short, and the stand-in's transactions, which copy the whole table and its stream, stay cheap
         however many operations came before."""
+        from models.table import StratusItem
+
         assert StratusItem.Meta.table_name == self.names[0]
         StratusItem.delete_table()
         StratusItem.create_table(wait=True)
