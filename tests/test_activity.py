@@ -5,6 +5,7 @@ pay nothing for it; redeliveries write nothing twice; a bad record fails alone."
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -140,6 +141,22 @@ def test_the_feed_tells_who_did_what_newest_first(
     deleted = by_action[("task.deleted", ())]
     assert (deleted["task_id"], deleted["task_title"]) == (gone["id"], "Scratch")
     assert len({entry["id"] for entry in entries}) == len(entries)
+
+    # tRPC's projects.activity answers the same entries, field names included ("from", not "from_").
+    trpc_entries: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        query = {"projectId": project_id, "limit": 5, **({"cursor": cursor} if cursor else {})}
+        answer = client.get(
+            "/trpc/projects.activity", headers=bearer(owner), params={"input": json.dumps(query)}
+        )
+        assert answer.status_code == 200, answer.text
+        page = answer.json()["result"]["data"]
+        trpc_entries += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert trpc_entries == entries
 
 
 def test_only_members_read_the_feed(consumer: Consumer, client: TestClient, make_user: Any) -> None:

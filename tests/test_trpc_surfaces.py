@@ -119,6 +119,7 @@ def test_the_contract_names_of_the_procedures() -> None:
         "projects.create",
         "projects.update",
         "projects.delete",
+        "projects.activity",
         "projects.members.list",
         "projects.members.add",
         "projects.members.update",

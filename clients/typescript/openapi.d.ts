@@ -301,6 +301,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/projects/{project_id}/activity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What happened in a project, newest first
+         * @description Members only. Entries appear within seconds of a change and are kept for the deployment's retention (ActivityRetentionDays).
+         */
+        get: operations["activity-list_activity"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api-keys": {
         parameters: {
             query?: never;
@@ -463,6 +483,38 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** ActivityEntry */
+        ActivityEntry: {
+            /** Id */
+            id: string;
+            /**
+             * At
+             * Format: date-time
+             * @example 2026-01-31T09:30:00.000000Z
+             */
+            at: string;
+            /**
+             * Actor
+             * @description The subject who made the change; null: Stratus itself (a removed member's tasks unassigned)
+             */
+            actor: string | null;
+            /**
+             * Action
+             * @enum {string}
+             */
+            action: "project.created" | "project.renamed" | "project.archived" | "project.unarchived" | "project.updated" | "member.added" | "member.removed" | "member.role_changed" | "task.created" | "task.updated" | "task.deleted";
+            /** Task Id */
+            task_id?: string | null;
+            /** Task Title */
+            task_title?: string | null;
+            /**
+             * Member
+             * @description The member a member.* entry is about
+             */
+            member?: string | null;
+            /** Changes */
+            changes?: components["schemas"]["FieldChange"][];
+        };
         /** ApiIndex */
         ApiIndex: {
             /** Name */
@@ -572,6 +624,27 @@ export interface components {
              * @description The user's groups on a single user's answer; null in lists, where Cognito's list gives no groups and fetching them would cost one more call per user.
              */
             groups?: string[] | null;
+        };
+        /**
+         * FieldChange
+         * @description One field of a change. `from` and `to` are absent for fields shown without values (description).
+         */
+        FieldChange: {
+            /**
+             * Field
+             * @example status
+             */
+            field: string;
+            /**
+             * From
+             * @example todo
+             */
+            from?: string | number | boolean | string[] | null;
+            /**
+             * To
+             * @example doing
+             */
+            to?: string | number | boolean | string[] | null;
         };
         /** HealthStatus */
         HealthStatus: {
@@ -719,6 +792,13 @@ export interface components {
              * @example 2026-01-31T09:30:00.000000Z
              */
             joined_at: string;
+        };
+        /** Page[ActivityEntry] */
+        Page_ActivityEntry_: {
+            /** Items */
+            items: components["schemas"]["ActivityEntry"][];
+            /** Next Cursor */
+            next_cursor?: string | null;
         };
         /** Page[ApiKeyInfo] */
         Page_ApiKeyInfo_: {
@@ -3761,6 +3841,115 @@ export interface operations {
             };
             /** @description Refused as things stand (e.g. a concurrent change, the last owner, a duplicate) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limit exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; quote the request id */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A backing service is busy or unreachable; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "activity-list_activity": {
+        parameters: {
+            query?: {
+                /** @description Items per page at most (1-100). A filtered list may answer fewer, even none, with a `next_cursor`: keep following it until it is null. */
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description A project's id. */
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_ActivityEntry_"];
+                };
+            };
+            /** @description Malformed request (e.g. invalid JSON or cursor) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials (WWW-Authenticate: Bearer) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated, but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such item, or not one the caller may see */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

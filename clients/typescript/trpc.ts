@@ -10,6 +10,24 @@ import type {
   inferRouterOutputs,
 } from "@trpc/server";
 
+export interface ActivityEntry {
+  id: string;
+  at: string;
+  /** The subject who made the change; null: Stratus itself (a removed member's tasks unassigned) */
+  actor: string | null;
+  action: "project.created" | "project.renamed" | "project.archived" | "project.unarchived" | "project.updated" | "member.added" | "member.removed" | "member.role_changed" | "task.created" | "task.updated" | "task.deleted";
+  task_id: string | null;
+  task_title: string | null;
+  /** The member a member.* entry is about */
+  member: string | null;
+  changes: FieldChange[];
+}
+
+export interface ActivityEntryPage {
+  items: ActivityEntry[];
+  next_cursor: string | null;
+}
+
 export interface ApiKeyInfo {
   id: string;
   name: string;
@@ -31,6 +49,13 @@ export interface ApiKeyRequest {
   scopes: ("stratus/read" | "stratus/write")[];
   /** When the key stops working: within 366 days; 90 days from now when left out. */
   expires_at?: string | null;
+}
+
+/** One field of a change. `from` and `to` are absent for fields shown without values (description). */
+export interface FieldChange {
+  field: string;
+  from: string | number | boolean | string[] | null;
+  to: string | number | boolean | string[] | null;
 }
 
 export interface FieldError {
@@ -333,6 +358,18 @@ type $Procedures = {
         undefined
       >;
     };
+    /** query — REST: `GET /projects/{project_id}/activity` */
+    activity: $Query<
+      {
+        /** A project's id. */
+        projectId: string;
+        /** Items per page at most (1-100). A filtered list may answer fewer, even none, with a `next_cursor`: keep following it until it is null. */
+        limit?: number;
+        /** `next_cursor` of the previous page. */
+        cursor?: string | null;
+      },
+      ActivityEntryPage
+    >;
     invitations: {
       /** query — REST: `GET /projects/{project_id}/invitations` */
       list: $Query<

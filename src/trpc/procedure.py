@@ -134,7 +134,7 @@ class Procedure:
 
     @staticmethod
     def serialize(result: object) -> Any:
-        """The call's `data`: a model as the twin's response renders it (JSON mode)."""
+        """The call's `data`: a model as the twin's response renders it (JSON mode, fields by alias)."""
         if isinstance(result, BaseModel):
-            return result.model_dump(mode="json")
+            return result.model_dump(mode="json", by_alias=True)
         return result

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from idempotency import run_once
 from pagination import Page, PageCursor, PageLimit, query_binding
 from routers import health
+from routers.activity import ActivityEntry
 from routers.api_keys import ApiKeyInfo, ApiKeyRequest, IssuedApiKey
 from routers.fields import ApiKeyId as KeyId
 from routers.fields import InvitationId, ProjectId, SubjectId, Tag, TaskId
@@ -36,7 +37,7 @@ from routers.schemas import (
     TaskPatch,
     TaskView,
 )
-from services import invitations, projects, tasks
+from services import activity, invitations, projects, tasks
 from services.api_keys import issue_api_key, my_api_keys, revoke_my_api_key
 from services.profiles import change_profile, get_or_create_profile
 from trpc.procedure import Call, Kind, Params, Procedure
@@ -294,6 +295,26 @@ def _members(call: Call, params: ProjectMembersPage, body: None) -> Page[Member]
     )
     return Page[Member](
         items=[Member.of(m) for m in items], next_cursor=call.cursors.encode(last_key, binding)
+    )
+
+
+@query(
+    "projects.activity",
+    "/projects/{project_id}/activity",
+    params=ProjectMembersPage,
+    output=Page[ActivityEntry],
+)
+def _activity(call: Call, params: ProjectMembersPage, body: None) -> Page[ActivityEntry]:
+    binding = _binding(call, project_id=params.project_id)
+    items, last_key = activity.project_activity(
+        call.user,
+        params.project_id,
+        call.settings.activity_retention_days,
+        params.limit,
+        call.cursors.decode(params.cursor, binding),
+    )
+    return Page[ActivityEntry](
+        items=[ActivityEntry.of(entry) for entry in items], next_cursor=call.cursors.encode(last_key, binding)
     )
 
 
