@@ -29,6 +29,7 @@ export interface TourResult {
   assignedToMe: RouterOutputs["tasks"]["mine"];
   apiKey: RouterOutputs["apiKeys"]["create"];
   apiKeys: RouterOutputs["apiKeys"]["list"];
+  activity: RouterOutputs["projects"]["activity"];
 }
 
 /**
@@ -66,6 +67,8 @@ export async function tour(client: StratusClient, colleague: string): Promise<To
   const task = await client.tasks.byId.query({ id: draft.id });
   const projectTasks = await client.tasks.list.query({ projectId: created.id, status: "doing", sort: "due" });
   const assignedToMe = await client.tasks.mine.query({ status: "doing" });
+  // The feed is written from the table's stream: entries appear within seconds of each change.
+  const activity = await client.projects.activity.query({ projectId: created.id, limit: 20 });
 
   // Queries fired together travel in one request with httpBatchLink.
   const [project, myProjects] = await Promise.all([
@@ -93,6 +96,7 @@ export async function tour(client: StratusClient, colleague: string): Promise<To
     assignedToMe,
     apiKey,
     apiKeys,
+    activity,
   };
 }
 

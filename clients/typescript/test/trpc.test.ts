@@ -97,6 +97,9 @@ for (const kind of LINKS) {
         [result.task.id],
       );
       assert.ok(result.assignedToMe.items.some((task) => task.id === result.task.id));
+      // Written asynchronously by the stream consumer: whatever has arrived is this project's, newest first.
+      const moments = result.activity.items.map((entry) => Date.parse(entry.at));
+      assert.deepEqual(moments, [...moments].sort((a, b) => b - a));
       assert.match(result.apiKey.secret, /^stratus_[0-9a-f]{16}_/);
       assert.ok(result.apiKeys.items.some((key) => key.id === result.apiKey.id));
       assert.ok(!JSON.stringify(result.apiKeys).includes(result.apiKey.secret), "lists show no secret");
