@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,22 @@ class DevStack:
             preexec_fn=_interruptible,  # noqa: PLW1509 - only resets a signal, safe before exec
         )
         self.base = f"http://{HOST}:{api_port}"
+        # Read what the stack prints as it prints it: a pipe nobody reads fills (64 KiB) after a few hundred
+        # requests' log lines, and the server then blocks on its next write, answering nothing.
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.append(line)
+
+    def output(self) -> str:
+        """Everything the stack printed; call once it has exited for all of it."""
+        if self.process.poll() is not None:
+            self._reader.join(timeout=10)
+        return "".join(self._lines)
 
     def wait_or_kill(self, timeout: float) -> None:
         """Waits for the stack to exit; if it does not, kills everything it started (so that a failing
@@ -232,7 +249,7 @@ def test_a_crashed_dev_leaves_nothing_behind_and_restarts(ports: tuple[int, int,
     second = DevStack(*ports)
     try:
         assert wait_until(second.ready), (
-            second.process.stdout.read() if second.process.poll() else "not ready"
+            second.output() if second.process.poll() else "not ready"
         )
     finally:
         second.process.send_signal(signal.SIGINT)
@@ -286,7 +303,7 @@ def test_make_dev_runs_the_stream_consumer_so_the_feed_and_the_purge_work_locall
         os.killpg(stack.process.pid, signal.SIGINT)
         stack.wait_or_kill(timeout=30)
     assert wait_until(lambda: not Path(f"/proc/{poller_pid}").exists(), 15)
-    output = stack.process.stdout.read() if stack.process.stdout else ""
+    output = stack.output()
     assert "Traceback" not in output, output
 
 

@@ -40,11 +40,15 @@ def test_tracing_is_on_by_default_through_the_adot_layer(template: dict[str, Any
     api = function_properties(template, "ApiFunction")
     variables = api["Environment"]["Variables"]
     assert variables["TRACING"] == {"Ref": "Tracing"}
+    # The dependencies layer in both cases: an intrinsic replaces Globals' Layers instead of adding to them.
     assert api["Layers"] == {
         "Fn::If": [
             "TracingOn",
-            [{"Fn::FindInMap": ["AdotPythonLayer", {"Ref": "AWS::Region"}, "Arn"]}],
-            {"Ref": "AWS::NoValue"},
+            [
+                {"Ref": "DependenciesLayer"},
+                {"Fn::FindInMap": ["AdotPythonLayer", {"Ref": "AWS::Region"}, "Arn"]},
+            ],
+            [{"Ref": "DependenciesLayer"}],
         ]
     }
     # With tracing off, nothing of the layer's start-up remains.
@@ -169,9 +173,22 @@ def dashboard_body(template: dict[str, Any], *, waf: bool) -> dict[str, Any]:
             condition, when_true, when_false = part["Fn::If"]
             assert condition == "WafEnabled"
             chosen = when_true if waf else when_false
-        text.append(chosen["Fn::Sub"] if isinstance(chosen, dict) else chosen)
+        text.append(_substituted(chosen["Fn::Sub"]) if isinstance(chosen, dict) else chosen)
     body: dict[str, Any] = json.loads(separator.join(text))
     return body
+
+
+def _substituted(sub: Any) -> str:
+    """A Sub's text; with a variable map, each `${Variable}` becomes the `${LogicalId}` it names in a regional
+    deployment (an If between a global and a regional table takes the regional one)."""
+    if isinstance(sub, str):
+        return sub
+    text, variables = sub
+    for name, value in variables.items():
+        if "Fn::If" in value:
+            value = value["Fn::If"][2]
+        text = text.replace("${" + name + "}", "${" + value["Ref"] + "}")
+    return str(text)
 
 
 def check_reference(value: str, resources: dict[str, Any], template: dict[str, Any], dimension: str) -> None:
