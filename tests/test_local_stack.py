@@ -248,9 +248,7 @@ def test_a_crashed_dev_leaves_nothing_behind_and_restarts(ports: tuple[int, int,
     assert wait_until(lambda: not first.up(), 20), "the API outlived its parent"
     second = DevStack(*ports)
     try:
-        assert wait_until(second.ready), (
-            second.output() if second.process.poll() else "not ready"
-        )
+        assert wait_until(second.ready), second.output() if second.process.poll() else "not ready"
     finally:
         second.process.send_signal(signal.SIGINT)
         second.wait_or_kill(timeout=30)

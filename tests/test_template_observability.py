@@ -185,9 +185,8 @@ def _substituted(sub: Any) -> str:
         return sub
     text, variables = sub
     for name, value in variables.items():
-        if "Fn::If" in value:
-            value = value["Fn::If"][2]
-        text = text.replace("${" + name + "}", "${" + value["Ref"] + "}")
+        regional = value["Fn::If"][2] if "Fn::If" in value else value
+        text = text.replace("${" + name + "}", "${" + regional["Ref"] + "}")
     return str(text)
 
 
