@@ -183,7 +183,7 @@ def measure_first_authenticated_read(options: Options) -> dict[str, Any]:
             **APP_ENVIRONMENT,
             **resources.app_environment(),
             "ACCESS_LOG": APP_ENVIRONMENT["ACCESS_LOG"],
-            "RATE_LIMIT_STORAGE_URI": f"dynamodb://{resources.table_name}",
+            "RATE_LIMIT_STORAGE_URI": resources.rate_limit_storage_uri,
             "COGNITO_JWKS": lean_jwks(jwks_of_standin(resources.jwks_url)),
             # As deployed: the keys are shipped; a download would go to this closed port and fail.
             "COGNITO_JWKS_URL": "http://127.0.0.1:9/jwks.json",

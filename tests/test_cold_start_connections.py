@@ -84,7 +84,7 @@ def _first_authenticated_read(
         **aws_resources.app_environment(),
         "AWS_ENDPOINT_URL": CLOSED,
         "AWS_ENDPOINT_URL_DYNAMODB": aws_resources.endpoint,
-        "RATE_LIMIT_STORAGE_URI": f"dynamodb://{aws_resources.table_name}",
+        "RATE_LIMIT_STORAGE_URI": aws_resources.rate_limit_storage_uri,
         "COGNITO_JWKS_URL": jwks_server.url,
         "COGNITO_JWKS": shipped,
         "ACCESS_LOG": "false",
