@@ -140,3 +140,15 @@ def deployed(template: dict[str, Any], **overrides: str) -> dict[str, Any]:
         for name, resource in template["Resources"].items()
         if "Condition" not in resource or is_true(resource["Condition"])
     }
+
+
+def keeps_the_shared_layer(properties: dict[str, Any], layer: str) -> bool:
+    """Whether a function gets `layer`: through Globals (no Layers of its own), or, when its own Layers is a
+    Fn::If (which replaces Globals' list instead of adding to it), first in every branch."""
+    own = properties.get("Layers")
+    if own is None:
+        return True
+    if not (isinstance(own, dict) and set(own) == {"Fn::If"}):
+        return False
+    _, *branches = own["Fn::If"]
+    return all(isinstance(branch, list) and branch[:1] == [{"Ref": layer}] for branch in branches)

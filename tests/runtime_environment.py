@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tests.cloudformation import function_properties, load_template
+from tests.cloudformation import decide_conditions, evaluate_condition, function_properties, load_template
 
 # Lambda refuses a function whose environment variables take more than 4 KB in all.
 LAMBDA_ENVIRONMENT_LIMIT = 4096
@@ -95,18 +95,18 @@ def deployed_environment(
         if "Fn::Join" in value:
             separator, parts = value["Fn::Join"]
             return str(separator).join(part for part in map(resolve, parts) if part)
-        if "Fn::If" in value:
-            # Conditions of these variables: the partner tier's, off by default.
-            condition, when_true, when_false = value["Fn::If"]
-            enabled = condition == "PartnerTierEnabled" and values.get("EnablePartnerTier") == "true"
-            return resolve(when_true if enabled else when_false)
         if value.get("Fn::GetAtt") == ["PoolSigningKeys", "Jwks"]:
             return shipped
         raise AssertionError(f"unexpected intrinsic in an environment variable: {value}")
 
-    declared = function_properties(template, function)["Environment"]["Variables"]
-    # CloudFormation leaves out a variable whose value is AWS::NoValue.
-    return {name: resolve(value) for name, value in declared.items() if value != {"Ref": "AWS::NoValue"}}
+    parameters_now = {name: values[name] for name in template["Parameters"]}
+    declared = decide_conditions(
+        function_properties(template, function)["Environment"]["Variables"],
+        lambda condition: evaluate_condition(template, condition, parameters_now),
+    )
+    # Conditions decided as the parameters say; CloudFormation leaves out a variable whose value is
+    # AWS::NoValue (decide_conditions dropped those).
+    return {name: resolve(value) for name, value in declared.items()}
 
 
 def environment_size(variables: dict[str, str]) -> int:

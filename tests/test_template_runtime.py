@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cloudformation import CloudFormationLoader, function_properties, load_template
+from tests.cloudformation import (
+    CloudFormationLoader,
+    function_properties,
+    keeps_the_shared_layer,
+    load_template,
+)
 from tests.prerequisites import missing_prerequisite
 from tests.runtime_environment import LAMBDA_ENVIRONMENT_LIMIT, deployed_environment, environment_size
 from tests.test_template import condition_is_true, deployed_resources, load_tool, resolve_conditions
@@ -108,8 +113,9 @@ def test_every_function_gets_its_dependencies_from_the_one_layer(template: dict[
     assert template["Globals"]["Function"]["Layers"] == [{"Ref": "DependenciesLayer"}]
     for name, resource in template["Resources"].items():
         if resource["Type"] == "AWS::Serverless::Function":
-            # A function's own Layers would be added to the shared one: none needs any.
-            assert "Layers" not in resource["Properties"], name
+            # A function's own list would be added to the shared one; an If (the API function's, with
+            # the tracing layer) replaces it, so it names the shared layer first in every branch.
+            assert keeps_the_shared_layer(resource["Properties"], "DependenciesLayer"), name
     layers = [
         name for name, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::LayerVersion"
     ]
@@ -295,7 +301,8 @@ def test_interface_endpoints_admit_the_functions_on_https_with_private_dns(
 def test_every_service_the_code_calls_has_an_endpoint_option() -> None:
     used = set(load_tool("build_lambda").services_used(ROOT / "src"))
     assert "dynamodb" in used
-    assert used - {"sts"} <= set(ENDPOINT_OF_SERVICE)
+    # Lambda and CodeDeploy are called by the pre-traffic hook only, which stays outside the VPC.
+    assert used - {"sts", "lambda", "codedeploy"} <= set(ENDPOINT_OF_SERVICE)
 
 
 # --- Signing keys shipped with the deployment ----------------------------------------------------------
@@ -368,6 +375,9 @@ def test_the_image_variant_deploys_every_function_from_the_dockerfile(
     # Lambda offers SnapStart for zip functions only; provisioned concurrency stays.
     assert "SnapStart" not in variant["Parameters"]
     assert "ProvisionedConcurrencyConfig" in variant["Resources"]["ApiFunction"]["Properties"]
+    # No layer, so no ADOT: tracing is off, and the wrapper it would name is never set.
+    assert variant["Parameters"]["Tracing"]["AllowedValues"] == ["off"]
+    assert "AdotPythonLayer" not in variant.get("Mappings", {})
     nested = variant["Resources"]["VpcEndpoints"]["Properties"]["Location"]
     assert (output.parent / nested).resolve() == ROOT / "templates" / "vpc-endpoints.yaml"
 
@@ -461,8 +471,11 @@ def test_sam_turns_the_options_into_lambdas_own_properties() -> None:
     function = resources["ApiFunction"]["Properties"]
     assert function["SnapStart"]["Fn::If"][1] == {"ApplyOn": "PublishedVersions"}
     assert function["VpcConfig"]["Fn::If"][0] == "InVpc"
-    # SAM names each layer version after its content.
-    (layer,) = function["Layers"]
+    # SAM names each layer version after its content, and renames the references inside the API function's
+    # If (with and without the tracing layer) too.
+    _, with_tracing, without_tracing = function["Layers"]["Fn::If"]
+    layer = without_tracing[0]
+    assert without_tracing == [layer] == with_tracing[:1]
     assert resources[layer["Ref"]]["Type"] == "AWS::Lambda::LayerVersion"
     assert layer["Ref"].startswith("DependenciesLayer")
     (alias,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Alias"]

@@ -17,7 +17,7 @@ import stream
 from services.followups import reserve_seconds
 from settings import Settings
 from tests.aws_calls import AwsCall, intercepting_aws_calls
-from tests.cloudformation import function_properties, load_template
+from tests.cloudformation import deployed, function_properties, load_template
 from tests.streams import Consumer
 from tests.test_identity import bearer
 
@@ -49,7 +49,8 @@ def event_source(consumer_function: dict[str, Any]) -> dict[str, Any]:
 def _table_actions(template: dict[str, Any]) -> dict[str, set[str]]:
     """The consumer role's DynamoDB actions, by the resource they are allowed on."""
     allowed: dict[str, set[str]] = {}
-    (policy,) = template["Resources"]["StreamFunctionRole"]["Properties"]["Policies"]
+    # As deployed with the defaults: the regional AppTable (no replica regions).
+    (policy,) = deployed(template)["StreamFunctionRole"]["Properties"]["Policies"]
     for statement in policy["PolicyDocument"]["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         for action in actions:

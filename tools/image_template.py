@@ -10,7 +10,9 @@ What differs, and why:
 - each function: PackageType Image, its handler as the image's command, the Dockerfile as its build recipe;
   no Runtime, Handler, CodeUri or layer (an image carries its runtime and dependencies);
 - no DependenciesLayer;
-- no SnapStart parameter: Lambda offers SnapStart for zip functions only. Provisioned concurrency stays.
+- no SnapStart parameter: Lambda offers SnapStart for zip functions only. Provisioned concurrency stays;
+- Tracing is "off" only: the ADOT layer that Tracing=otel adds cannot be attached to an image (Lambda and
+  API Gateway still record their X-Ray segments).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ DOCKER_TAG = "python3.13-arm64"
 _SNAPSTART_PARAMETER = "SnapStart"
 _SNAPSTART_CONDITION = "UseSnapStart"
 _SNAPSTART_RULE = "PreWarmingOneWayAtMost"
+_TRACING_PARAMETER = "Tracing"
+_TRACING_LAYER_MAPPING = "AdotPythonLayer"
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -60,6 +64,7 @@ def image_template(template: dict[str, Any], output_directory: Path) -> dict[str
             if isinstance(location, str) and not location.startswith(("s3://", "https://")):
                 resource["Properties"]["Location"] = _relative(ROOT / location, output_directory)
     _remove_snapstart(variant)
+    _tracing_off(variant)
     variant["Description"] = f"{template.get('Description', '').strip()} (container image variant)".strip()
     return variant
 
@@ -86,6 +91,17 @@ def _remove_snapstart(variant: dict[str, Any]) -> None:
     interface = variant.get("Metadata", {}).get("AWS::CloudFormation::Interface", {})
     for group in interface.get("ParameterGroups", []):
         group["Parameters"] = [name for name in group["Parameters"] if name != _SNAPSTART_PARAMETER]
+
+
+def _tracing_off(variant: dict[str, Any]) -> None:
+    tracing = variant["Parameters"][_TRACING_PARAMETER]
+    tracing["AllowedValues"] = ["off"]
+    tracing["Default"] = "off"
+    tracing["Description"] = "The container-image variant cannot attach the ADOT layer: off only."
+    mappings = variant.get("Mappings", {})
+    mappings.pop(_TRACING_LAYER_MAPPING, None)
+    if not mappings:
+        variant.pop("Mappings", None)
 
 
 def write(output: Path) -> Path:

@@ -199,8 +199,8 @@ class TaskDeletion(StratusItem, discriminator="TaskDeletion"):
 def delete_task(
     project_id: str, suffix: str, expected_version: int | None, *, actor: str, title: str
 ) -> None:
-    """One transaction: the task deleted if it exists at the expected version, and its tombstone put.
-    Raises ConditionNotMet when refused."""
+    """One transaction: the project still lets `actor` write and is not archived, the task deleted if it
+    exists at the expected version, and its tombstone put. Raises ConditionNotMet when refused."""
     now = datetime.now(UTC)
     tombstone = TaskDeletion(
         project_key(project_id),
@@ -214,6 +214,12 @@ def delete_task(
     )
     try:
         with TransactWrite(connection=StratusItem._get_connection().connection) as transaction:
+            transaction.condition_check(
+                Project,
+                project_key(project_id),
+                "PROJECT",
+                condition=_writer_check(actor) & equals(Project.archived, False),
+            )
             transaction.delete(
                 Task(project_key(project_id), task_sort_key(suffix)), condition=_exists_at(expected_version)
             )

@@ -100,7 +100,8 @@ def delete_task(principal: Principal, task_id: str, expected: int | None) -> Non
     project_id, suffix = _task_key(task_id)
     task, project = models.task.get_task_with_project(project_id, suffix)
     role = project.role_of(principal.subject) if project else None
-    if task is not None and role in models.project.WRITER_ROLES and expected in (None, task.version):
+    writable = project is not None and not project.archived and role in models.project.WRITER_ROLES
+    if task is not None and writable and expected in (None, task.version):
         try:
             models.task.delete_task(project_id, suffix, expected, actor=principal.subject, title=task.title)
         except models.table.ConditionNotMet:
