@@ -105,7 +105,10 @@ def evaluate_condition(template: dict[str, Any], name: str, parameters: dict[str
         if function == "Fn::Split":
             return str(value(argument[1])).split(argument[0])
         if function == "Fn::Join":
-            return str(argument[0]).join(str(value(item)) for item in value(argument[1]))
+            # A CommaDelimitedList parameter's value is given as its comma-separated text.
+            items = value(argument[1])
+            items = items.split(",") if isinstance(items, str) else items
+            return str(argument[0]).join(str(value(item)) for item in items)
         if function == "Fn::Sub":
             assert isinstance(argument, str), expression
             return re.sub(r"\$\{([^}]+)\}", lambda match: parameters[match.group(1)], argument)

@@ -16,7 +16,7 @@ import re
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -34,7 +34,13 @@ from main import create_app
 from models.table import StratusItem, table_models
 from observability import REQUEST_LINE_METRICS
 from settings import Settings
-from tests.cloudformation import function_properties, load_template
+from tests.cloudformation import (
+    decide_conditions,
+    deployed,
+    evaluate_condition,
+    function_properties,
+    load_template,
+)
 from tests.prerequisites import missing_prerequisite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,63 +139,11 @@ ENVIRONMENT_READ_ELSEWHERE = {
 }
 
 
-def condition_is_true(template: dict[str, Any], name: str, parameters: dict[str, str]) -> bool:
-    """A condition of the template, evaluated as CloudFormation would for these parameter values."""
-
-    def evaluate(expression: Any) -> Any:
-        if not isinstance(expression, dict):
-            return expression
-        (function, argument), *_ = expression.items()
-        if function == "Ref":
-            return parameters[argument]
-        if function == "Condition":
-            return evaluate(template["Conditions"][argument])
-        if function == "Fn::Equals":
-            return str(evaluate(argument[0])) == str(evaluate(argument[1]))
-        if function == "Fn::Not":
-            return not evaluate(argument[0])
-        if function == "Fn::And":
-            return all(evaluate(item) for item in argument)
-        if function == "Fn::Or":
-            return any(evaluate(item) for item in argument)
-        if function == "Fn::Join":
-            # A CommaDelimitedList parameter's value is given as its comma-separated text.
-            separator, items = argument
-            values = evaluate(items)
-            return str(separator).join(values.split(",") if isinstance(values, str) else values)
-        raise AssertionError(f"unsupported in a condition: {function}")
-
-    return bool(evaluate(template["Conditions"][name]))
-
-
-def resolve_conditions(value: Any, is_true: Callable[[str], bool]) -> Any:
-    """`value` with every Fn::If decided and every AWS::NoValue dropped; other intrinsics stay as written."""
-    if isinstance(value, dict):
-        if set(value) == {"Fn::If"}:
-            name, when_true, when_false = value["Fn::If"]
-            return resolve_conditions(when_true if is_true(name) else when_false, is_true)
-        resolved = {key: resolve_conditions(item, is_true) for key, item in value.items()}
-        return {key: item for key, item in resolved.items() if item != NO_VALUE}
-    if isinstance(value, list):
-        return [item for item in (resolve_conditions(entry, is_true) for entry in value) if item != NO_VALUE]
-    return value
-
-
-def deployed_resources(template: dict[str, Any], **overrides: str) -> dict[str, Any]:
-    """The resources CloudFormation would create with these parameter values, conditions decided."""
-    parameters = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
-    unknown = set(overrides) - set(parameters)
-    assert not unknown, f"not parameters of the template: {sorted(unknown)}"
-    parameters.update(overrides)
-
-    def is_true(name: str) -> bool:
-        return condition_is_true(template, name, parameters)
-
-    return {
-        name: resolve_conditions(resource, is_true)
-        for name, resource in template["Resources"].items()
-        if "Condition" not in resource or is_true(resource["Condition"])
-    }
+# The template's conditions as CloudFormation decides them (tests/cloudformation.py), by the names the
+# template tests use.
+condition_is_true = evaluate_condition
+resolve_conditions = decide_conditions
+deployed_resources = deployed
 
 
 def operations(api: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
