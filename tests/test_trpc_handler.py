@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +21,7 @@ from main import create_handler
 from tests.events import LambdaContext, http_api_event, rest_event
 
 UNKNOWN_PROJECT = "01J00000000000000000000000"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def body_of(result: dict[str, Any]) -> Any:
@@ -57,6 +62,34 @@ def test_a_query_under_the_stage_prefix_answers_a_text_envelope() -> None:
     assert body_of(result) == {"result": {"data": {"status": "ok"}}}
     assert header(result, "x-request-id") == event["requestContext"]["requestId"]
     assert header(result, "content-type") == "application/json"
+
+
+def test_a_cold_functions_first_request_may_be_a_trpc_call(app_environment: dict[str, str]) -> None:
+    """As deployed, main.app builds its REST routes on first need; the procedures bind to those routes, so
+    a container whose first request is a tRPC call installs them first (a fresh process, nothing warm)."""
+    script = """
+import json, main
+from tests.events import LambdaContext, rest_event
+assert not main.app.state.deferred_routes.installed
+result = main.handler(rest_event("GET", "/trpc/health,tasks.byId", stage="Prod", query={"batch": ["1"]}), LambdaContext())
+print(json.dumps({"status": result["statusCode"], "body": result["body"]}))
+"""
+    finished = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    answer = json.loads(finished.stdout.strip().splitlines()[-1])
+    # health answers; tasks.byId without a token is UNAUTHORIZED: both bound, neither an internal error.
+    assert answer["status"] == 207, answer
+    first, second = json.loads(answer["body"])
+    assert first == {"result": {"data": {"status": "ok"}}}
+    assert second["error"]["data"]["code"] == "UNAUTHORIZED"
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,12 @@ def router_of(app: FastAPI) -> TrpcRouter:
     if router is None:
         from trpc.procedures import PROCEDURES
 
+        # Procedures bind to their REST twins: a deployed app defers those routes until a request needs
+        # them (lazy_routes.py), and a tRPC call is such a request.
+        deferred = getattr(app.state, "deferred_routes", None)
+        if deferred is not None:
+            deferred.ensure_installed(app)
+
         router = app.state.trpc_router = TrpcRouter(app, PROCEDURES)
     return router
 
