@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+_SERVED_MAX = 64
+
 
 class DeferredRoutes:
     """Installs a set of routes into an app exactly once, whichever request or thread asks first."""
@@ -21,6 +23,10 @@ class DeferredRoutes:
         self._install = install
         self._lock = threading.Lock()
         self.installed = False
+        # Requests (method, root path, path) that the routes installed so far serve: a warm container that
+        # only answers health checks matches each once, not on every request. Only what those few routes
+        # serve is kept (anything else installs the rest at once), and at most _SERVED_MAX of them.
+        self._served: set[tuple[str, str, str]] = set()
 
     def ensure_installed(self, app: FastAPI) -> None:
         if self.installed:
@@ -32,7 +38,13 @@ class DeferredRoutes:
 
     def serves_without_them(self, app: FastAPI, scope: Scope) -> bool:
         """Whether a route already installed answers this request in full (path and method)."""
-        return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
+        key = (scope.get("method", ""), scope.get("root_path", ""), scope.get("path", ""))
+        if key in self._served:
+            return True
+        served = any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
+        if served and len(self._served) < _SERVED_MAX:
+            self._served.add(key)
+        return served
 
     def guard_openapi(self, app: FastAPI) -> None:
         """The OpenAPI document lists every route: reading it installs them first (and the installer may

@@ -105,6 +105,8 @@ def count_refusal(route_class: str) -> None:
 # Dimension values are bounded: a route is a route template of the app (`GET /projects/{project_id}`), never
 # a raw path; requests that match no route share one value.
 UNMATCHED_ROUTE = "unmatched"
+# Where an endpoint that answers without FastAPI's router (tRPC) names its route template in the scope.
+ROUTE_TEMPLATE_KEY = "stratus.route_template"
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 ROUTE_METRICS = ("Requests", "Latency", "ClientErrors", "ServerErrors")
@@ -182,7 +184,7 @@ def route_of(scope: Scope) -> str:
     if method not in _KNOWN_METHODS:
         method = "OTHER"
     route = scope.get("route")
-    template = getattr(route, "path_format", None) if route is not None else None
+    template = getattr(route, "path_format", None) if route is not None else scope.get(ROUTE_TEMPLATE_KEY)
     if template is None:
         template = _template_by_matching(scope, method)
         if template is None:

@@ -145,6 +145,14 @@ def test_route_values_stay_bounded_whatever_the_paths(invoke: Callable[..., dict
     assert routes == {"unmatched", "GET /tasks/{task_id}", "OTHER /tasks/{task_id}"}
 
 
+def test_trpc_calls_share_one_route_whatever_the_procedures(invoke: Callable[..., dict[str, Any]]) -> None:
+    routes = {
+        invoke("GET", path)["route"]
+        for path in ("/trpc/health", "/trpc/health,me.get", "/trpc/projects.nope", "/trpc/tasks.byId")
+    }
+    assert routes == {"GET /trpc/{procedures}"}
+
+
 def test_requests_answered_before_routing_are_named_by_their_route(
     invoke: Callable[..., dict[str, Any]],
 ) -> None:

@@ -9,7 +9,10 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from observability import ROUTE_TEMPLATE_KEY
+
 TRPC_PATH = "/trpc"
+TRPC_ROUTE_TEMPLATE = TRPC_PATH + "/{procedures}"
 
 
 class TrpcMount:
@@ -34,6 +37,10 @@ class TrpcMount:
             # reads its path with decodeURIComponent.
             if path == TRPC_PATH or path.startswith(TRPC_PATH + "/"):
                 from trpc.endpoint import handle
+
+                # One route template for every call and batch (a bounded metric dimension), named here so
+                # that the request's metrics need not match it against every REST route.
+                scope[ROUTE_TEMPLATE_KEY] = TRPC_ROUTE_TEMPLATE
 
                 await handle(scope, receive, send, path[len(TRPC_PATH) + 1 :])
                 return
