@@ -228,6 +228,9 @@ def port_is_free(port: int, wait_seconds: float = 0.0) -> bool:
     deadline = time.monotonic() + wait_seconds
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the servers bind (werkzeug and uvicorn set SO_REUSEADDR): connections of a stopped server
+            # left in TIME_WAIT, for up to a minute, do not hold the port; only a listener does.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((HOST, port))
             except OSError:

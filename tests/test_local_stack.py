@@ -18,7 +18,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 from local.resources import aws_client
-from local.standin import HOST
+from local.standin import HOST, port_is_free
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -238,6 +238,27 @@ def test_make_dev_serves_docs_and_demo_tokens_and_ctrl_c_stops_everything(
     assert wait_until(lambda: not Path(f"/proc/{standin_pid}").exists(), 15)
     assert wait_until(lambda: not stack.up(), 15)
     assert not (stack.state_dir / "stack.json").exists()
+
+
+def test_a_port_whose_server_stopped_is_free_though_its_connections_linger() -> None:
+    """A stopped server's connections stay in TIME_WAIT for up to a minute; the servers bind through them
+    (SO_REUSEADDR), so the check before starting must too: a restarted `make dev` once refused its own
+    stand-in's port for that minute. Only a listener holds a port."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((HOST, 0))
+    server.listen()
+    port = int(server.getsockname()[1])
+    client = socket.create_connection((HOST, port))
+    accepted, _ = server.accept()
+    assert not port_is_free(port)
+    accepted.close()  # the server's side closes first: its end of the connection goes to TIME_WAIT
+    time.sleep(0.1)
+    client.close()
+    server.close()
+    with socket.socket() as strict, pytest.raises(OSError):
+        strict.bind((HOST, port))  # the lingering connection, as a probe without SO_REUSEADDR sees it
+    assert port_is_free(port)
 
 
 def test_a_crashed_dev_leaves_nothing_behind_and_restarts(ports: tuple[int, int, Path]) -> None:
