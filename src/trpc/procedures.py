@@ -101,7 +101,7 @@ class NewProject(Params):
     idempotency_key: IdempotencyKeyInput = None
 
 
-class ProjectMembersPage(Params):
+class ProjectPage(Params):
     project_id: ProjectId
     limit: PageLimit = 20
     cursor: PageCursor = None
@@ -285,10 +285,8 @@ def _delete_project(call: Call, params: ProjectChange, body: None) -> None:
     projects.delete_project(call.user, params.id, params.expected_version)
 
 
-@query(
-    "projects.members.list", "/projects/{project_id}/members", params=ProjectMembersPage, output=Page[Member]
-)
-def _members(call: Call, params: ProjectMembersPage, body: None) -> Page[Member]:
+@query("projects.members.list", "/projects/{project_id}/members", params=ProjectPage, output=Page[Member])
+def _members(call: Call, params: ProjectPage, body: None) -> Page[Member]:
     binding = _binding(call, project_id=params.project_id)
     items, last_key = projects.project_members(
         call.user, params.project_id, params.limit, call.cursors.decode(params.cursor, binding)
@@ -301,10 +299,10 @@ def _members(call: Call, params: ProjectMembersPage, body: None) -> Page[Member]
 @query(
     "projects.activity",
     "/projects/{project_id}/activity",
-    params=ProjectMembersPage,
+    params=ProjectPage,
     output=Page[ActivityEntry],
 )
-def _activity(call: Call, params: ProjectMembersPage, body: None) -> Page[ActivityEntry]:
+def _activity(call: Call, params: ProjectPage, body: None) -> Page[ActivityEntry]:
     binding = _binding(call, project_id=params.project_id)
     items, last_key = activity.project_activity(
         call.user,
