@@ -5,6 +5,7 @@ dimension values, written when the request fails, and what a request adds throug
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -264,3 +265,107 @@ def test_every_domain_outcome_names_a_route_of_the_app(observed_app: FastAPI) ->
     for route, status in DOMAIN_OUTCOMES:
         assert route in routes, route
         assert 200 <= status < 300
+
+
+# --- The line's two writers ---------------------------------------------------------------------------------
+# Most requests take the common line, joined from cached parts; a cold start, a refusal, a domain outcome or
+# metrics added through Powertools take the rich one, serialised by json. Both must say the same things.
+
+LAMBDA_TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+def written_line(capsys: pytest.CaptureFixture[str], **fields: Any) -> dict[str, Any]:
+    capsys.readouterr()
+    request: dict[str, Any] = {
+        "route": "GET /projects/{project_id}",
+        "status": 404,
+        "latency_us": 1_234,
+        "request_id": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+        "subject": "7d8a7a4e-0000-4000-8000-0000000000aa",
+        "function_request_id": "0b5f2f4e-1111-4111-8111-111111111111",
+        "invocation": observability._Invocation(),
+        "cold_start": False,
+    }
+    request.update(fields)
+    observability.write_request_line(**request)
+    (line,) = emf_lines(capsys.readouterr().out)
+    return line
+
+
+@pytest.mark.parametrize(
+    ("latency_us", "latency_ms"),
+    [(0, 0.0), (7, 0.007), (999, 0.999), (1_000, 1.0), (1_234, 1.234), (25_000_123, 25_000.123)],
+)
+def test_both_lines_write_the_latency_in_milliseconds_to_the_microsecond(
+    capsys: pytest.CaptureFixture[str], latency_us: int, latency_ms: float
+) -> None:
+    common = written_line(capsys, latency_us=latency_us)
+    rich = written_line(capsys, latency_us=latency_us, cold_start=True)
+    assert common["Latency"] == rich["Latency"] == latency_ms
+
+
+@pytest.mark.parametrize("status", [200, 401, 404, 429, 500, 503])
+def test_the_common_line_says_what_the_rich_line_says(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", LAMBDA_TRACE_HEADER)
+    invocation = observability._Invocation()
+    invocation.problem = "not-found"
+    common = written_line(capsys, status=status, invocation=invocation)
+    rich = written_line(capsys, status=status, invocation=invocation, cold_start=True)
+    assert "ColdStart" not in common
+    assert rich.pop("ColdStart") == 1
+    common_aws, rich_aws = common.pop("_aws"), rich.pop("_aws")
+    assert abs(common_aws["Timestamp"] - rich_aws["Timestamp"]) < 60_000
+    assert (
+        rich_aws["CloudWatchMetrics"][: len(common_aws["CloudWatchMetrics"])]
+        == (common_aws["CloudWatchMetrics"])
+    )
+    assert common == rich
+    assert (common["ClientErrors"], common["ServerErrors"]) == (int(400 <= status < 500), int(status >= 500))
+    assert common["AuthenticationFailures"] == int(status == 401)
+
+
+def test_the_line_names_the_invocations_xray_trace(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lambda's runtime sets the invocation's trace header before each invocation; the line carries its root,
+    # the id the X-Ray console looks traces up by.
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", LAMBDA_TRACE_HEADER)
+    assert written_line(capsys)["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert written_line(capsys, cold_start=True)["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-00000000-000000000000000000000001")
+    assert written_line(capsys)["xray_trace_id"] == "1-00000000-000000000000000000000001"
+    monkeypatch.delenv("_X_AMZN_TRACE_ID")
+    assert "xray_trace_id" not in written_line(capsys)
+    assert "xray_trace_id" not in written_line(capsys, cold_start=True)
+
+
+def test_the_trace_id_is_read_as_os_environ_holds_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The line reads the environment's own bytes (one step instead of os.environ's four frames): it must see
+    # every change made through os.environ, decoded as os.environ decodes it.
+    if os.name == "posix":
+        assert observability._ENVIRONMENT_BYTES is not None
+    for header, root in [
+        ("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0", "1-5759e988-bd862e3fe1be46a994272793"),
+        ("Root=1-é-\udcff;Parent=1", "1-é-\udcff"),
+        ("no-root-field", "no-root-field"),
+        ("", None),
+    ]:
+        monkeypatch.setenv("_X_AMZN_TRACE_ID", header)
+        assert (
+            observability.xray_trace_id()
+            == root
+            == (os.environ["_X_AMZN_TRACE_ID"].split(";", 1)[0].removeprefix("Root=") or None)
+        )
+    monkeypatch.delenv("_X_AMZN_TRACE_ID")
+    assert observability.xray_trace_id() is None
+
+
+def test_a_hostile_trace_header_cannot_break_the_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", 'Root=1-"}\n{"status":200;Parent=x')
+    line = written_line(capsys)
+    assert line["xray_trace_id"] == '1-"}\n{"status":200'
+    assert line["status"] == 404

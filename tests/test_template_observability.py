@@ -99,7 +99,7 @@ def emitted_dimension_sets(capsys: pytest.CaptureFixture[str]) -> dict[str, set[
         write_request_line(
             route=route,
             status=status,
-            latency_ms=1.0,
+            latency_us=1000,
             request_id="r",
             subject="s",
             function_request_id="f",
@@ -358,7 +358,7 @@ def test_saved_queries_read_fields_the_app_writes(
     write_request_line(
         route="GET /me",
         status=404,
-        latency_ms=1.0,
+        latency_us=1000,
         request_id="r",
         subject="s",
         function_request_id="f",
