@@ -68,31 +68,35 @@ def microseconds_per_invocation(
 
 
 def added_microseconds(
-    with_it: LambdaHandler,
-    without_it: LambdaHandler,
+    handler: LambdaHandler,
+    switch: Callable[[bool], None],
     event: dict[str, Any],
     context: Any,
     *,
     rounds: int = 200,
     calls: int = 50,
 ) -> tuple[float, float, float]:
-    """What `with_it` adds per call over `without_it` (µs): the median over many short rounds of the two
-    alternating, each timed in this process's CPU time, so that other processes sharing the machine (and
-    a busy moment) fall on both sides of each difference alike. Returns (added, with, without)."""
-    added, timed_with, timed_without = [], [], []
+    """What a feature adds per call of `handler` (µs): `switch(True)` turns it on, `switch(False)` off, in the
+    same app, so that the two sides differ in that feature alone (two app instances differ by a few µs in
+    their memory layout as well). The median over many short rounds of on and off alternating, each timed
+    in this process's CPU time, so that other processes sharing the machine (and a busy moment) fall on
+    both sides of each difference alike. Returns (added, on, off); the feature is left on."""
+    added, timed_on, timed_off = [], [], []
     with stdout_to_devnull():
-        for handler in (with_it, without_it):
+        for on in (True, False):
+            switch(on)
             for _ in range(200):
                 handler(event, context)
         for round_number in range(rounds):
-            pair = (with_it, without_it) if round_number % 2 == 0 else (without_it, with_it)
             spent = {}
-            for handler in pair:
+            for on in (True, False) if round_number % 2 == 0 else (False, True):
+                switch(on)
                 started = time.process_time()
                 for _ in range(calls):
                     handler(event, context)
-                spent[handler] = (time.process_time() - started) / calls * 1_000_000
-            added.append(spent[with_it] - spent[without_it])
-            timed_with.append(spent[with_it])
-            timed_without.append(spent[without_it])
-    return statistics.median(added), statistics.median(timed_with), statistics.median(timed_without)
+                spent[on] = (time.process_time() - started) / calls * 1_000_000
+            added.append(spent[True] - spent[False])
+            timed_on.append(spent[True])
+            timed_off.append(spent[False])
+    switch(True)
+    return statistics.median(added), statistics.median(timed_on), statistics.median(timed_off)
