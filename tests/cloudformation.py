@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -16,7 +16,10 @@ NESTED_TEMPLATES = sorted((TEMPLATE.parent / "templates").glob("*.yaml"))
 
 # libyaml's parser when PyYAML was built with it (its wheels are): the same documents, ten times faster,
 # and the suite reads template.yaml dozens of times.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class CloudFormationLoader(_SafeLoader):
