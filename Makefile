@@ -14,6 +14,10 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.synced-from-lock
 RUN := PYTHONPATH=src:. $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
+# Python's default: bytecode caches are written (in .venv, .tools and the gitignored __pycache__ folders),
+# even where the environment turns them off. Without them every process of the suite, and every run of
+# SAM CLI, cfn-lint and checkov, compiles all it imports again: ~8 s of CPU for each `sam validate`.
+unexport PYTHONDONTWRITEBYTECODE
 
 .DEFAULT_GOAL := help
 .PHONY: help dev token test lint typecheck pytest bench openapi browser image-template clean restore-drill clients clients-install \
@@ -53,7 +57,15 @@ dev: $(VENV_STAMP)
 token: $(VENV_STAMP)
 	@$(RUN) -m local.token $(as)
 
-test: lint typecheck typescript browser validate check-templates pytest pytest-3.13
+# The checks run side by side (make -j; pytest spreads itself over PYTEST_WORKERS processes): the suite
+# waits on loopback HTTP and subprocesses as much as on the CPU. Each check's output is printed whole when
+# it ends (--output-sync), and every check runs even when another fails (--keep-going), so that one run
+# names every failure; make test fails when any of them fails.
+TEST_CHECKS := lint typecheck typescript browser validate check-templates pytest pytest-3.13
+PYTEST_WORKERS ?= 4
+test:
+	@echo "make test: $(TEST_CHECKS) side by side; each one's output follows when it ends" >&2
+	@$(MAKE) --no-print-directory --jobs --keep-going --output-sync=target $(TEST_CHECKS)
 
 # bandit: medium and high findings fail; a justified exception carries `# nosec <id>` and its reason inline.
 lint: $(VENV_STAMP)
@@ -88,9 +100,11 @@ typescript: $(NPM_STAMP)
 	cd $(CLIENTS) && node_modules/.bin/tsc --noEmit -p tsconfig.json
 
 # The build tests use SAM's environment (its pip cross-installs arm64/py3.13 wheels); the tRPC client tests
-# use the TypeScript clients' packages.
-pytest: $(VENV_STAMP) $(UV) sam-tools $(NPM_STAMP)
-	UV=$(UV) $(VENV)/bin/python -m pytest
+# use the TypeScript clients' packages; the docs-page tests the browser. Each module runs whole on one
+# worker, and the modules with slow tests start first (tests/conftest.py), in collection order: hence
+# --no-loadscope-reorder (xdist would otherwise order modules by their number of tests).
+pytest: $(VENV_STAMP) $(UV) sam-tools $(NPM_STAMP) browser
+	UV=$(UV) $(VENV)/bin/python -m pytest --numprocesses $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # The functions run on python3.13, the suite on this machine's Python: the tests that drive the functions'
 # handlers run again under 3.13, in a second environment synced from the same lock, so that a 3.13-only

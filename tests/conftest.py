@@ -97,6 +97,19 @@ def app_log() -> Iterator[io.StringIO]:
         logger._logger.removeHandler(handler)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` spreads the suite over workers (pytest-xdist, `--dist loadgroup`): each module runs whole
+    on one worker, so that its fixtures (table, user pool, app, builds) are made once, and the modules that
+    hold a slow test are handed out first, so that the longest work starts at once and the short modules
+    fill in around it. Without xdist this only changes the order of the modules."""
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(str(item.path.relative_to(config.rootpath))))
+    items.sort(key=lambda item: item.path not in slow_modules)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # The suite must never reach real AWS, whatever the developer's shell holds: dummy credentials, and
     # every SDK call goes to a closed local port unless a test points it at the stand-in.

@@ -72,6 +72,7 @@ def real_ids(fuzzed_app: FastAPI, make_user: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 def test_generated_requests_never_get_a_server_error_or_an_undocumented_answer(
     fuzzed_app: FastAPI, real_ids: dict[str, Any]
 ) -> None:

@@ -139,6 +139,8 @@ def test_every_parameter_of_every_template_is_used(path: Path) -> None:
 
 
 def test_make_validate_lints_every_template_file() -> None:
+    """`make validate` (part of `make test`) is where each template, template.yaml included, gets `sam
+    validate --lint`; the suite does not run that again."""
     dry_run = subprocess.run(
         ["make", "-n", "validate"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
     ).stdout

@@ -21,7 +21,10 @@ CLIENTS = ROOT / "clients" / "typescript"
 # Low enough for a batch to exceed it; the tests' other calls mint three keys as alice, none as bob.
 EXPENSIVE_PER_MINUTE = 5
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the dev stack reads /proc")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the dev stack reads /proc"),
+    pytest.mark.slow,
+]
 
 
 def _compile_tests() -> None:
