@@ -104,8 +104,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     hold a slow test are handed out first, so that the longest work starts at once and the short modules
     fill in around it. Without xdist this only changes the order of the modules."""
     slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    # The group mark exists only with xdist loaded (`-p no:xdist` would otherwise fail --strict-markers).
+    group_by_module = config.pluginmanager.hasplugin("xdist")
     for item in items:
-        if item.get_closest_marker("xdist_group") is None:
+        if group_by_module and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(str(item.path.relative_to(config.rootpath))))
     items.sort(key=lambda item: item.path not in slow_modules)
 
