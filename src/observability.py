@@ -182,7 +182,8 @@ _STATUS_PARTS: dict[int, str] = {}
 # The latency in milliseconds with three decimals, written from integer microseconds: formatting a float
 # was the line's most expensive step.
 _MILLISECOND_FRACTIONS = tuple(f".{fraction:03d}" for fraction in range(1000))
-_TRACE_ENVIRONMENT_VARIABLE = "_X_AMZN_TRACE_ID"
+# Lambda's own trace header for this invocation (its segment under API Gateway's), set per invocation.
+LAMBDA_TRACE_VARIABLE = "_X_AMZN_TRACE_ID"
 
 
 def _environment_bytes() -> dict[bytes, bytes] | None:
@@ -195,7 +196,7 @@ def _environment_bytes() -> dict[bytes, bytes] | None:
 
 
 _ENVIRONMENT_BYTES = _environment_bytes()
-_TRACE_ENVIRONMENT_KEY = os.fsencode(_TRACE_ENVIRONMENT_VARIABLE)
+_TRACE_ENVIRONMENT_KEY = os.fsencode(LAMBDA_TRACE_VARIABLE)
 # How os.environ decodes what it holds.
 _FILESYSTEM_ENCODING = sys.getfilesystemencoding()
 
@@ -222,7 +223,7 @@ def xray_trace_id() -> str | None:
         if not raw:
             return None
         return raw.split(b";", 1)[0].removeprefix(b"Root=").decode(_FILESYSTEM_ENCODING, "surrogateescape")
-    header = os.environ.get(_TRACE_ENVIRONMENT_VARIABLE)
+    header = os.environ.get(LAMBDA_TRACE_VARIABLE)
     return header.split(";", 1)[0].removeprefix("Root=") if header else None
 
 

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import Scope
 
+from observability import LAMBDA_TRACE_VARIABLE
+
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
 
 TRACER_NAME = "stratus"
-# Lambda's own trace header for this invocation (its segment under API Gateway's), set per invocation.
-LAMBDA_TRACE_VARIABLE = "_X_AMZN_TRACE_ID"
 XRAY_HEADER = "X-Amzn-Trace-Id"
 _PROPAGATED_HEADERS = {
     b"x-amzn-trace-id": XRAY_HEADER,
