@@ -159,6 +159,52 @@ class _TransactionSnapshot:
 _PLAIN_JSON_READS = frozenset({"GetItem", "BatchGetItem", "Query"})
 
 
+# How long DynamoDB remembers a TransactWriteItems' ClientRequestToken.
+CLIENT_REQUEST_TOKEN_SECONDS = 600
+
+
+def honour_client_request_tokens() -> None:
+    """DynamoDB applies a TransactWriteItems at most once per ClientRequestToken (for ten minutes): the same
+    call again succeeds without writing, the same token with other items is refused. botocore fills the
+    token in once per call, so its retries carry the same one, and a retry after a read timeout whose first
+    attempt did land succeeds as on AWS. moto ignores the token: there, such a retry failed its own
+    conditions (a created project answered as a refused write under load)."""
+    from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
+    from moto.dynamodb.responses import DynamoHandler
+
+    class IdempotentParameterMismatch(DynamodbException):
+        def __init__(self) -> None:
+            super().__init__(
+                ERROR_TYPE_PREFIX + "IdempotentParameterMismatchException",
+                message="The ClientRequestToken was used with other parameters within ten minutes.",
+            )
+
+    transact = DynamoHandler.transact_write_items
+    # token -> (when it was applied, the items it applied, the answer); calls run one at a time.
+    applied: dict[str, tuple[float, str, Any]] = {}
+
+    def once_per_token(self: DynamoHandler) -> Any:
+        token = self.body.get("ClientRequestToken")
+        if not token:
+            return transact(self)
+        now = time.monotonic()
+        for expired in [
+            key for key, (at, _, _) in applied.items() if now - at > CLIENT_REQUEST_TOKEN_SECONDS
+        ]:
+            del applied[expired]
+        items = json.dumps(self.body.get("TransactItems"), sort_keys=True)
+        earlier = applied.get(token)
+        if earlier is not None:
+            if earlier[1] != items:
+                raise IdempotentParameterMismatch()
+            return earlier[2]
+        answer = transact(self)
+        applied[token] = (now, items, answer)
+        return answer
+
+    DynamoHandler.transact_write_items = once_per_token  # type: ignore[method-assign]
+
+
 def answer_reads_as_plain_json() -> None:
     """moto writes every answer through its generic, model-driven serializer: about 5 ms per item read
     and 25 ms per stream record on this machine, so one Query page of 250 items took 2 s (near the app's
@@ -203,6 +249,7 @@ def serve(port: int, parent_pid: int | None) -> None:
 
     stop_tracking_model_instances()
     roll_back_transactions_item_by_item()
+    honour_client_request_tokens()
     answer_reads_as_plain_json()
     app = OneDynamoDbCallAtATime(DomainDispatcherApplication(create_backend_app))
     server = make_server(HOST, port, app, threaded=True, request_handler=MotoRequestHandler)

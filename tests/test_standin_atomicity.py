@@ -88,3 +88,33 @@ def test_conditional_transactions_on_one_item_admit_exactly_one_writer(
             ConsistentRead=True,
         )["Items"]
         assert len(written) == 1, (round_number, written)
+
+
+def test_a_transaction_is_applied_once_per_client_request_token(
+    dynamodb: Any, aws_resources: LocalResources
+) -> None:
+    """As on DynamoDB: botocore's retry of a transaction whose first attempt landed (a read timeout) carries
+    the same token and succeeds without writing again, instead of failing its own conditions."""
+    key = {"pk": {"S": "IDEMPOTENT#item"}, "sk": {"S": "ONCE"}}
+
+    def create(name: str) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": aws_resources.table_name,
+                "Item": {**key, "name": {"S": name}},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    token = "retried-after-a-timeout"
+    dynamodb.transact_write_items(TransactItems=[create("first")], ClientRequestToken=token)
+    dynamodb.transact_write_items(TransactItems=[create("first")], ClientRequestToken=token)
+    item = dynamodb.get_item(TableName=aws_resources.table_name, Key=key, ConsistentRead=True)["Item"]
+    assert item["name"] == {"S": "first"}
+    with pytest.raises(ClientError) as other_items:
+        dynamodb.transact_write_items(TransactItems=[create("second")], ClientRequestToken=token)
+    assert other_items.value.response["Error"]["Code"] == "IdempotentParameterMismatchException"
+    # Without the token (or with a new one) it is a new call, and its condition refuses it.
+    with pytest.raises(ClientError) as new_call:
+        dynamodb.transact_write_items(TransactItems=[create("first")], ClientRequestToken="another-call")
+    assert new_call.value.response["Error"]["Code"] == "TransactionCanceledException"
